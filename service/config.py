@@ -1,0 +1,63 @@
+"""Service settings, read from the environment (and a `.env` file) with pydantic-settings.
+
+Every setting has a safe default so `python -m service serve` runs with nothing configured:
+an embedded SQLite file under `<project root>/.local/`. Environment variable names are the
+field names in upper case (e.g. `DATABASE_URL`, `BP_SYSTOLIC_THRESHOLD`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in `<project root>/.local/` (created on first use)."""
+    return f"sqlite:///{PROJECT_ROOT / '.local' / 'ketamine.sqlite3'}"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the service."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    database_url: str = Field(default_factory=default_database_url)
+    """SQLAlchemy URL: `sqlite:///path` or `postgresql+psycopg://user:pass@host/db`."""
+
+    bp_systolic_threshold: int = Field(default=140, ge=80, le=250)
+    """Pre-dose blood pressure above which a session is flagged (SPRAVATO label ~140/90)."""
+    bp_diastolic_threshold: int = Field(default=90, ge=40, le=150)
+    madrs_remission_threshold: int = Field(default=10, ge=0, le=60)
+    """MADRS total at or below which a patient is in remission (Hawley 2002: 10; trials: 12)."""
+    phq9_remission_below: int = Field(default=5, ge=1, le=27)
+
+    max_record_bytes: int = Field(default=1 * MIB, ge=1024)
+    """Largest accepted request body for single-record endpoints."""
+    max_import_bytes: int = Field(default=50 * MIB, ge=1024)
+    """Largest accepted request body for bulk imports."""
+    default_page_size: int = Field(default=50, ge=1, le=1000)
+    max_page_size: int = Field(default=500, ge=1, le=10000)
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the only PostgreSQL driver installed
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

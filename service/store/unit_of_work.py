@@ -1,0 +1,121 @@
+"""The unit of work: one database transaction around everything a use case writes (records,
+their FHIR resources with history and tokens, outbox rows, idempotency responses).
+
+    with uow:
+        uow.records.save(...)
+        uow.resources.save(...)
+        uow.outbox.append(...)
+        uow.commit()
+
+Leaving the block without `commit()` (or through an exception) rolls everything back. The
+same object can be entered again for a new transaction (use cases retry once on a
+concurrent-write conflict). `now` is fixed for the transaction, so every resource written
+together carries the same `meta.lastUpdated`.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from typing import Callable, Self
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
+
+from .outbox import Outbox
+from .repository import FhirResourceRepository, IdempotencyRepository, RecordRepository
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another transaction wrote the same row first (unique key taken, lock lost); retry."""
+
+
+class UnitOfWork(abc.ABC):
+    records: RecordRepository
+    resources: FhirResourceRepository
+    outbox: Outbox
+    idempotency: IdempotencyRepository
+    now: dt.datetime
+
+    @abc.abstractmethod
+    def __enter__(self) -> Self: ...
+
+    @abc.abstractmethod
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    @abc.abstractmethod
+    def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """A unit of work on a SQLAlchemy engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine, clock: Clock = utc_now, *, write: bool = True) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._write = write
+        self._session: Session | None = None
+
+    def _transaction_now(self) -> dt.datetime:
+        return self.now
+
+    def __enter__(self) -> Self:
+        if self._session is not None:
+            raise RuntimeError("unit of work is already open")
+        moment = self._clock()
+        if moment.tzinfo is None:
+            raise ValueError("the clock must return timezone-aware datetimes")
+        self.now = moment.astimezone(dt.timezone.utc).replace(microsecond=moment.microsecond // 1000 * 1000)
+        self._session = Session(self._engine, expire_on_commit=False, autoflush=True)
+        if self._engine.dialect.name == "sqlite" and self._write:
+            self._session.connection(execution_options={"sqlite_begin": "immediate"})
+        self.records = RecordRepository(self._session, self._transaction_now)
+        self.resources = FhirResourceRepository(self._session, self._transaction_now)
+        self.outbox = Outbox(self._session, self._transaction_now)
+        self.idempotency = IdempotencyRepository(self._session, self._transaction_now)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            session.rollback()  # no-op after commit; discards anything uncommitted
+        finally:
+            session.close()
+        if isinstance(exc, IntegrityError) or _is_lock_conflict(exc):
+            raise ConcurrentWriteError("a concurrent transaction wrote the same data") from exc
+
+    def commit(self) -> None:
+        if self._session is None:
+            raise RuntimeError("unit of work is not open")
+        try:
+            self._session.commit()
+        except IntegrityError as error:
+            raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
+
+    def rollback(self) -> None:
+        if self._session is not None:
+            self._session.rollback()
+
+
+def _is_lock_conflict(exc: BaseException | None) -> bool:
+    if not isinstance(exc, OperationalError):
+        return False
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in {"40001", "40P01"}  # serialization failure, deadlock
+
+
+def uow_factory(engine: Engine, clock: Clock = utc_now) -> Callable[[], SqlUnitOfWork]:
+    """A factory of fresh units of work on `engine` (one per transaction)."""
+    return lambda: SqlUnitOfWork(engine, clock)

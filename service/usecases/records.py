@@ -1,0 +1,423 @@
+"""Use cases on domain records: put (create or update), get, list, preview.
+
+`put_record` owns one unit of work: validate -> check references and codes -> upsert the
+record (a new version only when the content changed) -> map to FHIR -> write the resources
+(a new version only when a resource changed) -> one outbox row per changed resource ->
+commit. Anything failing on the way rolls all of it back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Callable
+
+import orjson
+from pydantic import ValidationError
+
+from ..domain.common import DomainRecord
+from ..domain.organization import Clinic
+from ..domain.records import RECORD_KINDS, RecordKind
+from ..fhir import MappingContext, map_record
+from ..store import UnitOfWork, canonical_json, content_hash
+from ..store.repository import StoredRecord
+from ..store.unit_of_work import ConcurrentWriteError
+from .codes import check_codes
+from .errors import (
+    Conflict,
+    FieldError,
+    IdempotencyConflict,
+    InvalidRecord,
+    MappingUnavailable,
+    MissingReference,
+    NotFound,
+    UnknownCodeError,
+    UnknownKind,
+    invalid_record,
+)
+
+
+class WriteStatus(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+class PutMode(StrEnum):
+    UPSERT = "upsert"
+    """PUT by business key: create or update."""
+    CREATE = "create"
+    """POST: create; an existing record with the same content is returned, different content is a conflict."""
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    resource_type: str
+    id: str
+    version_id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"resourceType": self.resource_type, "id": self.id, "versionId": str(self.version_id)}
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """The outcome of writing one record."""
+
+    kind: str
+    record: dict
+    """The stored record (canonical validated JSON)."""
+    version: int
+    status: WriteStatus
+    fhir: list[ResourceRef]
+    replayed: bool = False
+    """True when this is the stored response of an earlier request with the same Idempotency-Key."""
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "status": self.status.value,
+            "version": self.version,
+            "record": self.record,
+            "fhir": [r.as_dict() for r in self.fhir],
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], *, replayed: bool = False) -> "PutResult":
+        refs = [ResourceRef(r["resourceType"], r["id"], int(r["versionId"])) for r in doc["fhir"]]
+        return cls(doc["kind"], doc["record"], doc["version"], WriteStatus(doc["status"]), refs, replayed)
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """A stored record with its current FHIR resources."""
+
+    kind: str
+    record: dict
+    version: int
+    created_at: str
+    updated_at: str
+    fhir: list[ResourceRef] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "record": self.record,
+            "fhir": [r.as_dict() for r in self.fhir],
+        }
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    items: list[RecordView]
+    next_cursor: str | None
+
+    def document(self) -> dict[str, Any]:
+        return {"items": [i.document() for i in self.items], "next_cursor": self.next_cursor}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def record_kind(kind: str) -> RecordKind:
+    try:
+        return RECORD_KINDS[kind]
+    except KeyError:
+        known = ", ".join(RECORD_KINDS)
+        raise UnknownKind(f"unknown record kind {kind!r} (known: {known})") from None
+
+
+def validate_record(kind: str, payload: Any) -> DomainRecord:
+    """The payload as the kind's domain model; InvalidRecord naming each offending field."""
+    spec = record_kind(kind)
+    if not isinstance(payload, dict):
+        raise InvalidRecord("the record must be a JSON object", [FieldError("", "expected a JSON object")])
+    try:
+        return spec.model.model_validate(payload)
+    except ValidationError as error:
+        raise invalid_record(error, spec.model) from None
+
+
+def _clinic_of(uow: UnitOfWork, record: DomainRecord) -> Clinic:
+    if isinstance(record, Clinic):
+        return record
+    stored = uow.records.get("clinics", record.clinic_id, record.clinic_id)
+    if stored is None:
+        raise MissingReference(
+            f"clinic {record.clinic_id!r} does not exist",
+            [FieldError("clinic_id", f"no clinic with id {record.clinic_id!r}")],
+        )
+    return Clinic.model_validate(stored.data)
+
+
+def check_references(uow: UnitOfWork, kind: str, record: DomainRecord) -> None:
+    """Every reference field must name an existing record of its target kind in the same
+    clinic (and, for patient records, of the same patient)."""
+    spec = record_kind(kind)
+    errors: list[FieldError] = []
+    if kind != "clinics" and not uow.records.exists("clinics", record.clinic_id, record.clinic_id):
+        errors.append(FieldError("clinic_id", f"no clinic with id {record.clinic_id!r}"))
+    else:
+        patient_id = getattr(record, "patient_id", None)
+        for name, target in spec.references.items():
+            value = getattr(record, name, None)
+            if value is None:
+                continue
+            stored = uow.records.get(target, record.clinic_id, value)
+            if stored is None:
+                errors.append(FieldError(name, f"no {target} record {value!r} in clinic {record.clinic_id!r}"))
+            elif (
+                patient_id is not None
+                and name != "patient_id"
+                and stored.patient_key is not None
+                and stored.patient_key != patient_id
+            ):
+                errors.append(FieldError(name, f"{target} record {value!r} belongs to another patient"))
+    if errors:
+        raise MissingReference("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+
+
+def _check_codes(kind: str, record: DomainRecord) -> None:
+    errors = check_codes(kind, record)
+    if errors:
+        raise UnknownCodeError("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+
+
+def _map(record: DomainRecord, clinic: Clinic) -> list[dict]:
+    from ..terminology import TerminologyError
+
+    try:
+        return map_record(record, MappingContext(clinic=clinic))
+    except (TypeError, ImportError) as error:
+        if isinstance(error, TypeError) and "no FHIR mapping" not in str(error):
+            raise
+        raise MappingUnavailable(f"no FHIR mapping for {type(record).__name__} yet") from None
+    except TerminologyError as error:
+        raise UnknownCodeError(str(error), [FieldError("", str(error))]) from None
+
+
+def _refs(stored: list) -> list[ResourceRef]:
+    return [ResourceRef(s.resource_type, s.id, s.version_id) for s in stored]
+
+
+def idempotency_scope(kind: str, mode: PutMode, clinic_id: str) -> str:
+    verb = "POST" if mode is PutMode.CREATE else "PUT"
+    return f"{clinic_id}|{verb} /api/v1/{kind}"
+
+
+# --------------------------------------------------------------------------- put
+
+
+def put_record(
+    uow: UnitOfWork,
+    kind: str,
+    payload: Any,
+    idempotency_key: str | None = None,
+    *,
+    mode: PutMode = PutMode.UPSERT,
+    key: str | None = None,
+) -> PutResult:
+    """Validate, check and store one record with its FHIR resources and outbox rows.
+
+    `key` (the business key from a URL) must equal the payload's `id` when both are given;
+    it fills in a missing `id`. Retrying is safe: identical content is a no-op (status
+    unchanged), and with an `idempotency_key` a repeat returns the first response verbatim.
+    """
+    spec = record_kind(kind)
+    if key is not None and isinstance(payload, dict):
+        if payload.get("id") is None:
+            payload = {"id": key, **payload}
+        elif payload["id"] != key:
+            raise InvalidRecord(
+                "the id in the body differs from the key in the URL",
+                [FieldError("id", f"must equal the key in the URL ({key!r})")],
+            )
+    record = validate_record(kind, payload)
+    data = record.model_dump(mode="json")
+    request_hash = content_hash({"kind": kind, "mode": mode.value, "record": data})
+    scope = idempotency_scope(kind, mode, record.clinic_id)
+    try:
+        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode)
+    except ConcurrentWriteError:
+        # another request wrote the same key (or idempotency key) first: redo against its result
+        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode)
+
+
+def _put_once(
+    uow: UnitOfWork,
+    spec: RecordKind,
+    record: DomainRecord,
+    data: dict,
+    request_hash: str,
+    idempotency_key: str | None,
+    scope: str,
+    mode: PutMode,
+) -> PutResult:
+    kind = spec.name
+    with uow:
+        if idempotency_key is not None:
+            earlier = uow.idempotency.get(idempotency_key, scope)
+            if earlier is not None:
+                if earlier.request_hash != request_hash:
+                    raise IdempotencyConflict(
+                        "this Idempotency-Key was used before with a different request body",
+                        [FieldError("Idempotency-Key", "already used for a different request")],
+                    )
+                return PutResult.from_document(orjson.loads(earlier.body), replayed=True)
+        check_references(uow, kind, record)
+        _check_codes(kind, record)
+        existing = uow.records.get(kind, record.clinic_id, record.id)
+        digest = content_hash(canonical_json(data))
+        if existing is not None and existing.content_hash == digest:
+            result = PutResult(
+                kind, existing.data, existing.version, WriteStatus.UNCHANGED,
+                _refs(uow.resources.by_source(kind, record.clinic_id, record.id)),
+            )
+        elif existing is not None and mode is PutMode.CREATE:
+            raise Conflict(
+                f"{kind} record {record.id!r} already exists with different content; use PUT to update it",
+                [FieldError("id", "a record with this id already exists")],
+            )
+        else:
+            result = _write(uow, kind, record, data, existing)
+        if idempotency_key is not None:
+            uow.idempotency.save(
+                idempotency_key, scope, request_hash=request_hash, status=result.status.value,
+                body=canonical_json(result.document()),
+            )
+        uow.commit()
+    return result
+
+
+def _write(uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existing: StoredRecord | None) -> PutResult:
+    clinic = _clinic_of(uow, record)
+    resources = _map(record, clinic)
+    stored = uow.records.save(kind, record.clinic_id, record.id, patient_key=getattr(record, "patient_id", None), data=data)
+    source = (kind, record.clinic_id, record.id)
+    refs: list[ResourceRef] = []
+    written: set[tuple[str, str]] = set()
+    for resource in resources:
+        write = uow.resources.save(resource, clinic_id=record.clinic_id, source=source)
+        written.add((write.resource_type, write.id))
+        refs.append(ResourceRef(write.resource_type, write.id, write.version_id))
+        if write.changed:
+            uow.outbox.append(write)
+    # resources this record produced before but no longer does (e.g. a vital sign removed)
+    for old in uow.resources.by_source(*source):
+        if (old.resource_type, old.id) not in written:
+            gone = uow.resources.delete(old.resource_type, old.id)
+            if gone is not None:
+                uow.outbox.append(gone)
+    status = WriteStatus.CREATED if existing is None else WriteStatus.UPDATED
+    return PutResult(kind, stored.data, stored.version, status, refs)
+
+
+# --------------------------------------------------------------------------- read
+
+
+def _view(uow: UnitOfWork, stored: StoredRecord, with_fhir: bool = True) -> RecordView:
+    refs = _refs(uow.resources.by_source(stored.kind, stored.clinic_id, stored.key)) if with_fhir else []
+    return RecordView(
+        stored.kind, stored.data, stored.version, stored.created_at.isoformat(), stored.updated_at.isoformat(), refs
+    )
+
+
+def _clinic_scope(kind: str, key: str | None, clinic_id: str | None) -> str:
+    if clinic_id is None and kind == "clinics" and key is not None:
+        return key
+    if clinic_id is None:
+        raise InvalidRecord("clinic_id is required", [FieldError("clinic_id", "required for this record kind")])
+    return clinic_id
+
+
+def get_record(uow: UnitOfWork, kind: str, key: str, clinic_id: str | None = None) -> RecordView:
+    """The current version of one record with its FHIR resources; NotFound if absent."""
+    record_kind(kind)
+    clinic = _clinic_scope(kind, key, clinic_id)
+    with uow:
+        stored = uow.records.get(kind, clinic, key)
+        if stored is None:
+            raise NotFound(f"no {kind} record {key!r} in clinic {clinic!r}")
+        return _view(uow, stored)
+
+
+def _encode_cursor(clinic_id: str, key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([clinic_id, key])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+            return value[0], value[1]
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        pass
+    raise InvalidRecord("invalid cursor", [FieldError("cursor", "not a cursor returned by this service")])
+
+
+def list_records(
+    uow: UnitOfWork,
+    kind: str,
+    *,
+    clinic_id: str | None = None,
+    patient_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> RecordPage:
+    """A page of records ordered by (clinic, key); `next_cursor` fetches the next page."""
+    spec = record_kind(kind)
+    if kind != "clinics" and clinic_id is None:
+        raise InvalidRecord("clinic_id is required", [FieldError("clinic_id", "required for this record kind")])
+    if patient_id is not None and not spec.patient_scoped and kind != "patients":
+        raise InvalidRecord(
+            f"{kind} records do not belong to a patient", [FieldError("patient_id", "not a filter of this kind")]
+        )
+    after = _decode_cursor(cursor) if cursor else None
+    with uow:
+        if kind == "patients" and patient_id is not None:
+            one = uow.records.get(kind, clinic_id or "", patient_id)
+            rows = [one] if one is not None and (after is None or (one.clinic_id, one.key) > after) else []
+        else:
+            rows = uow.records.list(kind, clinic_id=clinic_id, patient_key=patient_id, after=after, limit=limit + 1)
+        items = [_view(uow, r, with_fhir=False) for r in rows[:limit]]
+    next_cursor = _encode_cursor(rows[limit - 1].clinic_id, rows[limit - 1].key) if len(rows) > limit else None
+    return RecordPage(items, next_cursor)
+
+
+def record_history(uow: UnitOfWork, kind: str, key: str, clinic_id: str | None = None) -> list[dict[str, Any]]:
+    """Every stored version of a record, oldest first (the audit trail)."""
+    record_kind(kind)
+    clinic = _clinic_scope(kind, key, clinic_id)
+    with uow:
+        versions = uow.records.versions(kind, clinic, key)
+    if not versions:
+        raise NotFound(f"no {kind} record {key!r} in clinic {clinic!r}")
+    return [{"version": v, "recorded_at": at.isoformat(), "record": data} for v, data, at in versions]
+
+
+# --------------------------------------------------------------------------- preview
+
+
+def preview_fhir(
+    kind: str, payload: Any, clinic: Clinic | None = None, uow_factory: Callable[[], UnitOfWork] | None = None
+) -> list[dict]:
+    """The FHIR resources a payload would produce, without storing anything.
+
+    The clinic (for identifier systems) is the record itself for kind clinics, else `clinic`,
+    else it is read from the store through `uow_factory`."""
+    record = validate_record(kind, payload)
+    _check_codes(kind, record)
+    if clinic is None:
+        if isinstance(record, Clinic):
+            clinic = record
+        elif uow_factory is not None:
+            with uow_factory() as uow:
+                clinic = _clinic_of(uow, record)
+        else:
+            raise MissingReference("the clinic is needed to map this record", [FieldError("clinic_id", "unknown clinic")])
+    return _map(record, clinic)
