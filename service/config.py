@@ -41,8 +41,6 @@ class Settings(BaseSettings):
     """Largest accepted request body for single-record endpoints."""
     max_import_bytes: int = Field(default=50 * MIB, ge=1024)
     """Largest accepted request body for bulk imports."""
-    default_page_size: int = Field(default=50, ge=1, le=1000)
-    max_page_size: int = Field(default=500, ge=1, le=10000)
 
     log_level: str = "INFO"
 

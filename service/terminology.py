@@ -112,7 +112,11 @@ class Concept:
 
 def mappings_dir() -> Path:
     """The data directory: ``$MAPPINGS_DIR`` or ``<project root>/mappings``."""
-    env = os.environ.get("MAPPINGS_DIR")
+    return _mappings_dir(os.environ.get("MAPPINGS_DIR"))
+
+
+@lru_cache(maxsize=8)
+def _mappings_dir(env: str | None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return Path(__file__).resolve().parents[1] / "mappings"

@@ -85,18 +85,29 @@ def period(start: dt.datetime | dt.date | None, end: dt.datetime | dt.date | Non
 
 
 def prune(value: Any) -> Any:
-    """Drop None, empty lists and empty dicts recursively (FHIR forbids empty elements)."""
+    """Drop None, empty strings, lists and dicts recursively (FHIR forbids empty elements)."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            item = prune(item)
-            if item is None or item == [] or item == {} or item == "":
+            if isinstance(item, (dict, list)):
+                item = prune(item)
+                if not item:
+                    continue
+            elif item is None or item == "":
                 continue
             out[key] = item
         return out
     if isinstance(value, list):
-        items = [prune(v) for v in value]
-        return [v for v in items if v is not None and v != [] and v != {} and v != ""]
+        out_list = []
+        for item in value:
+            if isinstance(item, (dict, list)):
+                item = prune(item)
+                if not item:
+                    continue
+            elif item is None or item == "":
+                continue
+            out_list.append(item)
+        return out_list
     return value
 
 

@@ -46,6 +46,18 @@ class Services:
             blood_pressure=BloodPressureThreshold(s.bp_systolic_threshold, s.bp_diastolic_threshold),
         )
 
+    def database_ok(self) -> bool:
+        """True when the database answers a trivial query."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
     def close(self) -> None:
         if "engine" in self.__dict__:
             self.engine.dispose()

@@ -17,7 +17,7 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * Claims the large external code systems that cannot be checked offline (LOINC, SNOMED CT, RxNorm, CPT,
- * HCPCS, ICD-10-CM, NDC, X12 code lists, CMS Place of Service) and answers every question about them with a
+ * HCPCS, ICD-10-CM, NDC, X12 code lists and value sets, CMS Place of Service, NUBC UB-04 code systems) and answers every question about them with a
  * "valid, but not checked offline" result at INFORMATION level, so the engine neither errors nor warns about
  * them. Value sets whose expansion needs one of these systems (intensional includes, whole-system includes)
  * are treated the same way for codes from those systems. Value sets that only enumerate codes are left to the
@@ -43,6 +43,8 @@ public final class OfflineTerminologySupport extends BaseValidationSupport {
 			"https://codesystem.x12.org/",
 			"http://codesystem.x12.org/",
 			"https://valueset.x12.org/",
+			"https://www.nubc.org/codesystem/",
+			"http://www.nubc.org/codesystem/",
 			"http://valueset.x12.org/",
 			"https://www.cms.gov/medicare/coding/place-of-service-codes/",
 			"http://www.cms.gov/medicare/coding/place-of-service-codes/",

@@ -71,6 +71,9 @@ public final class ValidatorEngine {
 	/** dependency canonical -> first message seen for it (runtime). */
 	private final Map<String, String> myEncounteredDeps = new ConcurrentSkipListMap<>();
 	private final List<String> myNotes = new ArrayList<>();
+	private final org.hl7.fhir.common.hapi.validation.support.PrePopulatedValidationSupport myStubs =
+			new org.hl7.fhir.common.hapi.validation.support.PrePopulatedValidationSupport(myCtx);
+	private final Set<String> myStubbed = new TreeSet<>();
 
 	/** Instance validator that keeps the raw core messages (with issue type) for the current thread. */
 	static final class CapturingInstanceValidator extends FhirInstanceValidator {
@@ -116,12 +119,20 @@ public final class ValidatorEngine {
 		}
 		myStore.lock();
 
+		DefaultProfileValidationSupport core = new DefaultProfileValidationSupport(myCtx);
+		VersionedCanonicalSupport coreVersioned = new VersionedCanonicalSupport(core);
+		CommonCodeSystemsTerminologyService common = new CommonCodeSystemsTerminologyService(myCtx);
+		InMemoryTerminologyServerValidationSupport inMemory = new InMemoryTerminologyServerValidationSupport(myCtx);
+
+		// 1. probe chain (no stubs) to find the canonicals that the loaded IGs reference but nothing defines
+		myChain = new ValidationSupportChain(myOffline, core, coreVersioned, myStore, common, inMemory);
+		computeDependencies();
+
+		// 2. the real chain: permissive stubs for missing profiles/extensions so that their absence is a
+		//    run-level warning and never breaks slicing or profile matching
+		myStubs.lock();
 		myChain = new ValidationSupportChain(
-				myOffline,
-				new DefaultProfileValidationSupport(myCtx),
-				myStore,
-				new CommonCodeSystemsTerminologyService(myCtx),
-				new InMemoryTerminologyServerValidationSupport(myCtx),
+				myOffline, core, coreVersioned, myStore, common, inMemory, myStubs,
 				new SnapshotGeneratingValidationSupport(myCtx));
 
 		myModule = new CapturingInstanceValidator(myChain);
@@ -131,8 +142,6 @@ public final class ValidatorEngine {
 		myValidator.setValidateAgainstStandardSchema(false);
 		myValidator.setValidateAgainstStandardSchematron(false);
 		myValidator.registerValidatorModule(myModule);
-
-		computeDependencies();
 	}
 
 	// ---------------------------------------------------------------- dependencies
@@ -221,7 +230,9 @@ public final class ValidatorEngine {
 				for (ElementDefinition ed : elements) {
 					for (ElementDefinition.TypeRefComponent t : ed.getType()) {
 						for (CanonicalType c : t.getProfile()) {
-							checkRef(c.getValue(), who);
+							if (checkRef(c.getValue(), who)) {
+								stub(c.getValue(), t.getCode());
+							}
 						}
 						for (CanonicalType c : t.getTargetProfile()) {
 							checkRef(c.getValue(), who);
@@ -242,13 +253,65 @@ public final class ValidatorEngine {
 		}
 	}
 
-	private void checkRef(String theCanonical, String theWho) {
-		if (theCanonical == null || theCanonical.isBlank() || myStaticUnresolved.containsKey(theCanonical)) {
-			return;
+	/** Records an unresolvable canonical; true when it is unresolvable. */
+	private boolean checkRef(String theCanonical, String theWho) {
+		if (theCanonical == null || theCanonical.isBlank()) {
+			return false;
+		}
+		if (myStaticUnresolved.containsKey(theCanonical)) {
+			return true;
 		}
 		if (!resolvable(theCanonical)) {
 			myStaticUnresolved.put(theCanonical, theWho);
+			return true;
 		}
+		return false;
+	}
+
+	/** A permissive StructureDefinition standing in for a missing profile of type {@code theType}. */
+	private void stub(String theCanonical, String theType) {
+		if (theType == null || theType.isBlank() || myStubbed.contains(theCanonical)) {
+			return;
+		}
+		String url = stripVersion(theCanonical);
+		StructureDefinition base = (StructureDefinition) myChain.fetchStructureDefinition(
+				"http://hl7.org/fhir/StructureDefinition/" + theType);
+		if (base == null) {
+			return;
+		}
+		StructureDefinition sd = new StructureDefinition();
+		sd.setUrl(url);
+		sd.setName("MissingDependencyStub");
+		sd.setTitle("Permissive stand-in for " + url + " (defining package not loaded)");
+		sd.setStatus(org.hl7.fhir.r4.model.Enumerations.PublicationStatus.DRAFT);
+		sd.setFhirVersion(org.hl7.fhir.r4.model.Enumerations.FHIRVersion._4_0_1);
+		sd.setKind(base.getKind());
+		sd.setAbstract(false);
+		sd.setType(theType);
+		sd.setBaseDefinition(base.getUrl());
+		sd.setDerivation(StructureDefinition.TypeDerivationRule.CONSTRAINT);
+		if ("Extension".equals(theType)) {
+			sd.addContext().setType(StructureDefinition.ExtensionContextType.ELEMENT).setExpression("Element");
+			ElementDefinition root = sd.getDifferential().addElement();
+			root.setPath("Extension").setId("Extension");
+			ElementDefinition urlEl = sd.getDifferential().addElement();
+			urlEl.setPath("Extension.url").setId("Extension.url");
+			urlEl.setFixed(new org.hl7.fhir.r4.model.UriType(url));
+		} else {
+			ElementDefinition root = sd.getDifferential().addElement();
+			root.setPath(theType).setId(theType);
+		}
+		// snapshot = base snapshot with the url fixed (differential is tiny)
+		sd.setSnapshot(base.getSnapshot().copy());
+		if ("Extension".equals(theType)) {
+			for (ElementDefinition ed : sd.getSnapshot().getElement()) {
+				if ("Extension.url".equals(ed.getPath())) {
+					ed.setFixed(new org.hl7.fhir.r4.model.UriType(url));
+				}
+			}
+		}
+		myStubs.addStructureDefinition(sd);
+		myStubbed.add(url);
 	}
 
 	private static String stripVersion(String theUrl) {
@@ -308,6 +371,12 @@ public final class ValidatorEngine {
 			out.add(new Issue("error", "not-found", "", "requested profile not found: " + theProfile
 					+ " (not in FHIR R4 core, the loaded IG packages or the extra directories)",
 					"VALIDATION_VAL_PROFILE_UNKNOWN", -1, -1));
+		}
+		for (String stubbed : myStubbed) {
+			if (theJson.contains(stubbed)) {
+				myEncounteredDeps.putIfAbsent(stubbed, "used by a validated resource, but its definition is in a "
+						+ "package that is not loaded: a permissive stand-in was used (its content is not checked)");
+			}
 		}
 		for (ValidationMessage vm : raw) {
 			Issue i = postProcess(vm);
@@ -373,6 +442,10 @@ public final class ValidatorEngine {
 		return out;
 	}
 
+	public Set<String> stubbed() {
+		return Collections.unmodifiableSet(myStubbed);
+	}
+
 	public Map<String, String> staticUnresolved() {
 		return Collections.unmodifiableMap(myStaticUnresolved);
 	}
@@ -399,6 +472,7 @@ public final class ValidatorEngine {
 		m.put("extraResources", myStore.extraCount());
 		m.put("missingPackages", myMissingPackages);
 		m.put("unresolvedCanonicals", myStaticUnresolved.size());
+		m.put("stubbedProfiles", myStubbed.size());
 		return m;
 	}
 

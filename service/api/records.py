@@ -1,0 +1,148 @@
+"""Domain REST API for every record kind, generated in a loop over RECORD_KINDS:
+
+    PUT  /api/v1/{kind}/{key}          create or update by business key
+    POST /api/v1/{kind}                create (id in body); honours Idempotency-Key
+    GET  /api/v1/{kind}/{key}          read (clinic_id query, except for clinics)
+    GET  /api/v1/{kind}                list (clinic_id, patient_id, limit, cursor)
+    POST /api/v1/{kind}/$preview       the FHIR resources a payload would produce (not stored)
+
+Each route's request body is the kind's domain model in OpenAPI (#/components/schemas/<Model>);
+the handler reads the JSON itself so that size, content type and syntax errors become the
+right problem documents. Operation ids: put_<kind>, create_<kind>, get_<kind>, list_<kind>,
+preview_<kind> (kind in snake case).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from ..domain.records import RECORD_KINDS, RecordKind
+from ..usecases import PutMode, WriteStatus, get_record, list_records, preview_fhir, put_record
+from .deps import ServicesDep, json_response
+from .limits import read_json_object
+from .problems import problem_responses
+from .schemas import PreviewBundle, RecordList, RecordRead, RecordWritten
+
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-._]{0,63}$"
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+KeyPath = Annotated[str, Path(description="The record's business key", pattern=KEY_PATTERN)]
+ClinicQuery = Annotated[
+    str | None, Query(description="The owning clinic (required except for clinics)", pattern=KEY_PATTERN)
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Makes a retried POST safe: the same key and body return the first response; "
+        "the same key with another body is a 409",
+    ),
+]
+
+
+def snake(kind: str) -> str:
+    return kind.replace("-", "_")
+
+
+def body_spec(spec: RecordKind, *, id_optional: bool = False) -> dict[str, Any]:
+    description = f"{spec.model.__name__}: {spec.description}."
+    if id_optional:
+        description += " `id` may be omitted; when present it must equal the key in the URL."
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{spec.model.__name__}"}}},
+        }
+    }
+
+
+def _written(result: Any, created_status: int = 201) -> Response:
+    status = created_status if result.status is WriteStatus.CREATED else 200
+    response = json_response(result.document(), status)
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
+    kind, name = spec.name, snake(spec.name)
+    tag = kind
+
+    async def put_one(request: Request, key: KeyPath, services: ServicesDep) -> Response:
+        payload = await read_json_object(request)
+        result = await run_in_threadpool(put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key)
+        return _written(result)
+
+    async def create_one(request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> Response:
+        payload = await read_json_object(request)
+        result = await run_in_threadpool(put_record, services.uow(), kind, payload, idempotency_key, mode=PutMode.CREATE)
+        return _written(result)
+
+    async def get_one(key: KeyPath, services: ServicesDep, clinic_id: ClinicQuery = None) -> Response:
+        view = await run_in_threadpool(get_record, services.uow(), kind, key, clinic_id)
+        return json_response(view.document())
+
+    async def list_many(
+        services: ServicesDep,
+        clinic_id: ClinicQuery = None,
+        patient_id: Annotated[str | None, Query(description="Only this patient's records", pattern=KEY_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")] = DEFAULT_PAGE,
+        cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the previous page")] = None,
+    ) -> Response:
+        page = await run_in_threadpool(
+            list_records, services.uow(), kind, clinic_id=clinic_id, patient_id=patient_id, limit=limit, cursor=cursor
+        )
+        return json_response(page.document())
+
+    async def preview(request: Request, services: ServicesDep) -> Response:
+        payload = await read_json_object(request)
+        resources = await run_in_threadpool(preview_fhir, kind, payload, None, services.uow_factory)
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
+        }
+        return json_response(bundle)
+
+    errors = problem_responses(400, 409, 413, 415, 422, 501)
+    router.add_api_route(
+        f"/{kind}/{{key}}", put_one, methods=["PUT"], operation_id=f"put_{name}", tags=[tag],
+        summary=f"Create or update a {spec.model.__name__} by business key",
+        response_model=RecordWritten, responses={201: {"model": RecordWritten, "description": "Created"}, **errors},
+        openapi_extra=body_spec(spec, id_optional=True),
+    )
+    router.add_api_route(
+        f"/{kind}", create_one, methods=["POST"], operation_id=f"create_{name}", tags=[tag],
+        summary=f"Create a {spec.model.__name__} (200 when it already exists unchanged)",
+        status_code=201, response_model=RecordWritten,
+        responses={200: {"model": RecordWritten, "description": "Already existed with this content"}, **errors},
+        openapi_extra=body_spec(spec),
+    )
+    router.add_api_route(
+        f"/{kind}/$preview", preview, methods=["POST"], operation_id=f"preview_{name}", tags=[tag],
+        summary=f"The FHIR resources a {spec.model.__name__} would produce (nothing is stored)",
+        response_model=PreviewBundle, responses=problem_responses(400, 413, 415, 422, 501),
+        openapi_extra=body_spec(spec),
+    )
+    router.add_api_route(
+        f"/{kind}/{{key}}", get_one, methods=["GET"], operation_id=f"get_{name}", tags=[tag],
+        summary=f"Read a {spec.model.__name__}", response_model=RecordRead, responses=problem_responses(404, 422),
+    )
+    router.add_api_route(
+        f"/{kind}", list_many, methods=["GET"], operation_id=f"list_{name}", tags=[tag],
+        summary=f"List {kind} records", response_model=RecordList, responses=problem_responses(404, 422),
+    )
+
+
+def records_router() -> APIRouter:
+    router = APIRouter()
+    for spec in RECORD_KINDS.values():
+        _add_kind_routes(router, spec)
+    return router

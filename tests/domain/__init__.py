@@ -1,0 +1,1 @@
+"""Behavioural unit tests of the pure domain package (service/domain)."""
