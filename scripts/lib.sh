@@ -59,7 +59,13 @@ ensure_venv() {
         log "venv up to date (pyproject.toml unchanged); skipping pip install"
     else
         rm -f "$stamp"
-        (cd "$REPO_ROOT" && "$VENV_DIR/bin/python" -m pip install --quiet -e ".[$VENV_EXTRAS]") || return 1
+        # Build-backend warnings are noise here; the full output is kept for when it fails.
+        local pip_log="$VENV_DIR/pip-install.log"
+        if ! (cd "$REPO_ROOT" && "$VENV_DIR/bin/python" -m pip install --quiet -e ".[$VENV_EXTRAS]") >"$pip_log" 2>&1; then
+            tail -n 40 "$pip_log" >&2
+            log "pip install failed; full output in $pip_log"
+            return 1
+        fi
         printf '%s\n' "$want" >"$stamp"
     fi
 }

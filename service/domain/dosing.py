@@ -66,5 +66,7 @@ def infusion_plan(
 def dose_deviation(dose_mg: Decimal, weight_kg: Decimal, prescribed_mg_per_kg: Decimal) -> Decimal:
     """Relative deviation of the administered dose from the prescribed weight-based dose
     (0.10 = 10 % more than prescribed)."""
+    if weight_kg <= 0 or prescribed_mg_per_kg <= 0:
+        raise ValueError("weight and prescribed mg/kg must be positive")
     expected = weight_kg * prescribed_mg_per_kg
     return _q((dose_mg - expected) / expected, "0.001")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from .common import Instant, PatientRecord, RecordKey
 from .scoring import AnswerError, Instrument, ScoreResult, check_answers, score
@@ -32,7 +32,7 @@ class QuestionnaireAnswers(PatientRecord):
     instrument: Instrument
     authored_at: Instant
     timepoint: Timepoint
-    answers: dict[ItemId, bool | int] = Field(min_length=1, max_length=30)
+    answers: dict[ItemId, StrictBool | StrictInt] = Field(min_length=1, max_length=30)
     session_id: RecordKey | None = None
     enrollment_id: RecordKey | None = None
     rater_id: RecordKey | None = None

@@ -132,10 +132,12 @@ class MedicationTrial(PatientRecord):
             raise ValueError("end_date is before start_date")
         if self.start_date > self.recorded_on:
             raise ValueError("start_date is after recorded_on")
+        if self.end_date is not None and self.end_date > self.recorded_on:
+            raise ValueError("end_date is after recorded_on: a trial's history cannot end in the future")
         return self
 
     def duration_weeks(self, as_of: dt.date) -> Decimal:
-        end = self.end_date or as_of
+        end = min(self.end_date or as_of, as_of)
         return (Decimal((end - self.start_date).days) / Decimal(7)).quantize(Decimal("0.1"))
 
 
@@ -203,6 +205,8 @@ class ContraindicationScreen(PatientRecord):
             raise ValueError("each screen item may be answered once")
         if (self.systolic_mmhg is None) != (self.diastolic_mmhg is None):
             raise ValueError("systolic_mmhg and diastolic_mmhg go together")
+        if self.systolic_mmhg is not None and self.systolic_mmhg <= (self.diastolic_mmhg or 0):
+            raise ValueError("systolic_mmhg must be above diastolic_mmhg")
         return self
 
 

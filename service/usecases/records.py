@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Callable
@@ -188,11 +189,11 @@ def _check_codes(kind: str, record: DomainRecord) -> None:
         raise UnknownCodeError("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
 
 
-def _map(record: DomainRecord, clinic: Clinic) -> list[dict]:
+def _map(record: DomainRecord, clinic: Clinic, recorded_at: dt.datetime | None = None) -> list[dict]:
     from ..terminology import TerminologyError
 
     try:
-        return map_record(record, MappingContext(clinic=clinic))
+        return map_record(record, MappingContext(clinic=clinic, recorded_at=recorded_at))
     except (TypeError, ImportError) as error:
         if isinstance(error, TypeError) and "no FHIR mapping" not in str(error):
             raise
@@ -296,7 +297,7 @@ def _put_once(
 
 def _write(uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existing: StoredRecord | None) -> PutResult:
     clinic = _clinic_of(uow, record)
-    resources = _map(record, clinic)
+    resources = _map(record, clinic, uow.now)
     stored = uow.records.save(kind, record.clinic_id, record.id, patient_key=getattr(record, "patient_id", None), data=data)
     source = (kind, record.clinic_id, record.id)
     refs: list[ResourceRef] = []

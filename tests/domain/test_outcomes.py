@@ -40,7 +40,9 @@ def points(*totals: int, start: dt.datetime = T0, step_days: int = 7) -> list[Sc
     return [ScorePoint(start + dt.timedelta(days=i * step_days), total, f"qr-{i}") for i, total in enumerate(totals)]
 
 
-def statuses(instrument: Instrument, totals: list[int] | tuple[int, ...], rules: OutcomeRules = DEFAULT_RULES) -> list[S]:
+def statuses(
+    instrument: Instrument, totals: list[int] | tuple[int, ...], rules: OutcomeRules = DEFAULT_RULES
+) -> list[S]:
     return [p.status for p in trajectory(instrument, points(*totals), rules)]
 
 

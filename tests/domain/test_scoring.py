@@ -300,7 +300,11 @@ YES = True
         pytest.param(
             {"1": YES, "2": YES, "3": YES, "4": YES, "5": YES, "6": YES, "6b": YES}, SuicideRisk.HIGH, id="high-all"
         ),
-        pytest.param({"1": YES, "2": YES, "3": YES, "4": NO, "5": NO, "6": YES, "6b": YES}, SuicideRisk.HIGH, id="high-beats-moderate"),
+        pytest.param(
+            {"1": YES, "2": YES, "3": YES, "4": NO, "5": NO, "6": YES, "6b": YES},
+            SuicideRisk.HIGH,
+            id="high-beats-moderate",
+        ),
     ],
 )
 def test_cssrs_triage(answers: dict[str, bool], risk: SuicideRisk) -> None:

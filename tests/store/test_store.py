@@ -1,0 +1,204 @@
+"""Store behaviour on every backend: migrations, versioning, idempotent writes, outbox rows,
+search columns/tokens, deletions, and rollback of a unit of work that fails midway."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from service.store import SqlUnitOfWork, make_engine, upgrade_to_head
+from service.store.migrations import current_revision, head_revision
+from service.store.tables import metadata
+from tests.store.support import table_counts
+
+EST = dt.timezone(dt.timedelta(hours=-5))
+
+
+class FrozenClock:
+    """A non-UTC clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=EST)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def tick(self, seconds: int = 60) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def observation(value: int = 72, **extra: object) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": "obs-1",
+        "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-heart-rate"]},
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": "Patient/p-1"},
+        "effectiveDateTime": "2026-03-02T09:40:00-05:00",
+        "valueQuantity": {"value": value, "unit": "/min"},
+        **extra,
+    }
+
+
+def test_migrations_upgrade_an_empty_database_to_the_table_layout(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+        upgrade_to_head(engine)
+        upgrade_to_head(engine)  # idempotent
+        assert current_revision(engine) == head_revision()
+        names = set(sa.inspect(engine).get_table_names())
+        assert {t.name for t in metadata.sorted_tables} <= names
+        with engine.connect() as connection:
+            diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), metadata)
+        assert diff == [], "migrations and tables.py disagree"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.sqlite3'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        assert (tmp_path / "sub").is_dir()
+    finally:
+        engine.dispose()
+
+
+def test_resource_versions_meta_history_and_idempotent_rewrite(engine) -> None:
+    clock = FrozenClock()
+    with SqlUnitOfWork(engine, clock) as uow:
+        first = uow.resources.save(observation(), clinic_id="c-1", source=("vitals", "c-1", "v-1"))
+        uow.outbox.append(first)
+        uow.commit()
+    assert (first.version_id, first.changed, first.patient_id) == (1, True, "p-1")
+
+    clock.tick()
+    with SqlUnitOfWork(engine, clock) as uow:
+        same = uow.resources.save(observation(), clinic_id="c-1", source=("vitals", "c-1", "v-1"))
+        uow.commit()
+    assert (same.version_id, same.changed) == (1, False)
+    assert table_counts(engine)["outbox"] == 1
+    assert table_counts(engine)["fhir_resource_history"] == 0
+
+    clock.tick()
+    with SqlUnitOfWork(engine, clock) as uow:
+        second = uow.resources.save(observation(80), clinic_id="c-1", source=("vitals", "c-1", "v-1"))
+        uow.outbox.append(second)
+        uow.commit()
+    assert (second.version_id, second.changed) == (2, True)
+
+    with SqlUnitOfWork(engine, clock, write=False) as uow:
+        current = uow.resources.read("Observation", "obs-1")
+        v1 = uow.resources.read_version("Observation", "obs-1", 1)
+        history = uow.resources.history("Observation", "obs-1")
+        entries = uow.outbox.after(0)
+    assert current is not None and v1 is not None and current.json and v1.json
+    body = orjson.loads(current.json)
+    assert body["meta"]["versionId"] == "2"
+    assert body["meta"]["lastUpdated"] == "2026-03-02T14:02:00.123+00:00"
+    assert body["meta"]["profile"] == ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-heart-rate"]
+    assert body["valueQuantity"]["value"] == 80
+    assert orjson.loads(v1.json)["meta"]["versionId"] == "1"
+    assert orjson.loads(v1.json)["valueQuantity"]["value"] == 72
+    assert [h.version_id for h in history] == [2, 1]
+    assert [(e.resource_id, e.version_id, e.patient_id, e.clinic_id) for e in entries] == [
+        ("obs-1", 1, "p-1", "c-1"),
+        ("obs-1", 2, "p-1", "c-1"),
+    ]
+    assert entries[0].seq < entries[1].seq
+    # the stored JSON is canonical: sorted keys, no whitespace
+    assert current.json == orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def test_a_version_meta_in_the_input_does_not_make_a_new_version(engine) -> None:
+    with SqlUnitOfWork(engine) as uow:
+        uow.resources.save(observation())
+        uow.commit()
+    resent = observation()
+    resent["meta"] = {**resent["meta"], "versionId": "7", "lastUpdated": "2020-01-01T00:00:00Z"}
+    with SqlUnitOfWork(engine) as uow:
+        write = uow.resources.save(resent)
+        uow.commit()
+    assert (write.version_id, write.changed) == (1, False)
+
+
+def test_search_columns_and_tokens_are_extracted(engine) -> None:
+    with SqlUnitOfWork(engine) as uow:
+        uow.resources.save(observation(identifier=[{"system": "urn:x", "value": "v-1#hr"}]), clinic_id="c-1")
+        uow.commit()
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.text("SELECT patient_id, clinic_id, status, date_start, date_end FROM fhir_resource WHERE id = 'obs-1'")
+        ).one()
+        tokens = set(
+            connection.execute(sa.text("SELECT param, system, value FROM fhir_search_token WHERE resource_id = 'obs-1'"))
+        )
+    assert row[0:3] == ("p-1", "c-1", "final")
+    assert {tuple(t) for t in tokens} == {
+        ("code", "http://loinc.org", "8867-4"),
+        ("category", "http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs"),
+        ("status", "", "final"),
+        ("identifier", "urn:x", "v-1#hr"),
+    }
+    with SqlUnitOfWork(engine, write=False) as uow:
+        stored = uow.resources.for_patient("p-1")
+    assert [s.id for s in stored] == ["obs-1"]
+
+
+def test_delete_moves_the_resource_to_history_with_a_tombstone(engine) -> None:
+    with SqlUnitOfWork(engine) as uow:
+        uow.resources.save(observation())
+        uow.commit()
+    with SqlUnitOfWork(engine) as uow:
+        gone = uow.resources.delete("Observation", "obs-1")
+        uow.commit()
+    assert gone is not None and (gone.version_id, gone.deleted) == (2, True)
+    with SqlUnitOfWork(engine, write=False) as uow:
+        assert uow.resources.read("Observation", "obs-1") is None
+        assert uow.resources.read_version("Observation", "obs-1", 2).deleted  # type: ignore[union-attr]
+        assert uow.resources.read_version("Observation", "obs-1", 1).json  # type: ignore[union-attr]
+        assert uow.resources.tokens("Observation", "obs-1") == set()
+    with SqlUnitOfWork(engine) as uow:  # re-created: numbering continues
+        again = uow.resources.save(observation())
+        uow.commit()
+    assert again.version_id == 3
+
+
+def test_record_versions_are_kept(engine) -> None:
+    with SqlUnitOfWork(engine) as uow:
+        uow.records.save("patients", "c-1", "p-1", patient_key="p-1", data={"id": "p-1", "family_name": "Doe"})
+        uow.commit()
+    with SqlUnitOfWork(engine) as uow:
+        updated = uow.records.save("patients", "c-1", "p-1", patient_key="p-1", data={"id": "p-1", "family_name": "Roe"})
+        uow.commit()
+    assert updated.version == 2
+    with SqlUnitOfWork(engine, write=False) as uow:
+        versions = uow.records.versions("patients", "c-1", "p-1")
+        current = uow.records.get("patients", "c-1", "p-1")
+    assert [(v, d["family_name"]) for v, d, _ in versions] == [(1, "Doe"), (2, "Roe")]
+    assert current is not None and current.data["family_name"] == "Roe"
+    assert current.created_at.tzinfo is not None
+
+
+def test_leaving_without_commit_or_with_an_exception_rolls_back(engine) -> None:
+    before = table_counts(engine)
+    with SqlUnitOfWork(engine) as uow:
+        uow.resources.save(observation())
+    assert table_counts(engine) == before
+    with pytest.raises(RuntimeError):
+        with SqlUnitOfWork(engine) as uow:
+            write = uow.resources.save(observation())
+            uow.outbox.append(write)
+            raise RuntimeError("boom")
+    assert table_counts(engine) == before
