@@ -1,6 +1,4 @@
-"""PLACEHOLDER (written by the store/API engineer until the demo owner replaces it).
-
-`load_demo(uow_factory)` loads the demo course (`service.courses.demo_course()`) into the store
+"""The demo: `load_demo(uow_factory)` loads the demo course (`service.courses.demo_course()`) into the store
 through the `put_record` use case, one transaction per record, and returns how many records
 were created, updated or left unchanged. Loading twice changes nothing.
 """

@@ -186,7 +186,7 @@ class CatchAllMiddleware:
             logger.error(
                 "unhandled %s in %s %s (incident %s)\n%s",
                 type(exc).__name__, scope.get("method"), route, incident,
-                "".join(traceback.format_tb(exc.__traceback__)),
+                "\n".join(f"  {frame.filename}:{frame.lineno} in {frame.name}" for frame in traceback.extract_tb(exc.__traceback__)),
             )
             if started:
                 raise

@@ -77,12 +77,18 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
 
     async def put_one(request: Request, key: KeyPath, services: ServicesDep) -> Response:
         payload = await read_json_object(request)
-        result = await run_in_threadpool(put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key)
+        result = await run_in_threadpool(
+            put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key,
+            outcome_rules=services.summary_rules.outcome,
+        )
         return _written(result)
 
     async def create_one(request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> Response:
         payload = await read_json_object(request)
-        result = await run_in_threadpool(put_record, services.uow(), kind, payload, idempotency_key, mode=PutMode.CREATE)
+        result = await run_in_threadpool(
+            put_record, services.uow(), kind, payload, idempotency_key, mode=PutMode.CREATE,
+            outcome_rules=services.summary_rules.outcome,
+        )
         return _written(result)
 
     async def get_one(key: KeyPath, services: ServicesDep, clinic_id: ClinicQuery = None) -> Response:

@@ -21,7 +21,7 @@ DEFAULT_DEV_ROLES: tuple[str, ...] = ("ehr-system",)
 MAX_DEV_LIFETIME_SECONDS = 7 * 24 * 3600
 
 
-class DevTokenRefused(RuntimeError):
+class DevTokenRefusedError(RuntimeError):
     """Raised when a dev token is requested under production settings."""
 
 
@@ -45,7 +45,7 @@ def mint_dev_token(
     """
     settings = settings if settings is not None else AuthSettings()
     if settings.environment == "production":
-        raise DevTokenRefused("dev tokens cannot be minted when SERVICE_ENV=production")
+        raise DevTokenRefusedError("dev tokens cannot be minted when SERVICE_ENV=production")
     role_list = sorted(dict.fromkeys(roles))
     unknown = set(role_list) - KNOWN_ROLES
     if unknown:
@@ -70,6 +70,7 @@ def mint_dev_token(
         claims["clinic"] = clinic
     if patient is not None:
         claims["patient"] = patient
-    return jose_jwt.encode(
+    token: str = jose_jwt.encode(
         claims, keypair.private_pem.decode(), algorithm=DEV_ALGORITHM, headers={"kid": keypair.kid, "typ": "JWT"}
     )
+    return token

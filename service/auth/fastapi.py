@@ -12,12 +12,12 @@ Depends only on fastapi and the framework-free core. Wiring (done in `service/ap
     # or a door-level check:
     @router.post("/coverage/...", dependencies=[Depends(action_dependency(current_principal, Action.COVERAGE_WRITE))])
 
+No `from __future__ import annotations` here: FastAPI must see the closures' real annotations.
+
 Missing credentials -> 401 with `WWW-Authenticate: Bearer realm="..."` (RFC 6750 section 3.1: no
 error code when no token was sent); an invalid token -> 401 with `error="invalid_token"`; valid
 but not allowed -> 403 with `error="insufficient_scope"`.
 """
-
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated

@@ -22,6 +22,7 @@ The dev key pair (RS384) lives in `<dev_key_dir>/dev-private.pem` with its publi
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -327,10 +328,8 @@ def ensure_dev_keypair(key_dir: str | os.PathLike[str]) -> DevKeyPair:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(pem)
-            try:
-                os.link(tmp, private_path)  # atomic, fails if another process won the race
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):  # another process won the race: use its key
+                os.link(tmp, private_path)  # atomic, never overwrites
         finally:
             Path(tmp).unlink(missing_ok=True)
     private_pem = private_path.read_bytes()

@@ -203,7 +203,9 @@ class ScopeSet:
         """Whether any scope allows `interaction` (create/read/update/delete/search/vread/history)."""
         return self.grant(resource_type, interaction) is not None
 
-    def permitted_types(self, resource_types: Iterable[str], interactions: Iterable[str] = ("read", "search")) -> list[str]:
+    def permitted_types(
+        self, resource_types: Iterable[str], interactions: Iterable[str] = ("read", "search")
+    ) -> list[str]:
         """The subset of `resource_types` on which all `interactions` are allowed (order kept)."""
         wanted = tuple(interactions)
         return [t for t in resource_types if all(self.allows(t, i) for i in wanted)]

@@ -60,9 +60,7 @@ def capability_security(settings: AuthSettings) -> dict[str, Any]:
     return {
         "service": [
             {
-                "coding": [
-                    {"system": SECURITY_SERVICE_SYSTEM, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}
-                ],
+                "coding": [{"system": SECURITY_SERVICE_SYSTEM, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
                 "text": "OAuth2 bearer tokens using the SMART on FHIR Backend Services profile",
             }
         ],

@@ -203,7 +203,9 @@ def validate_token(
     if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
         raise unauthorized("alg_not_allowed", "The token's signing algorithm is not accepted.")
     if "crit" in header:
-        raise unauthorized("unsupported_header", "The token uses critical header extensions this server does not support.")
+        raise unauthorized(
+            "unsupported_header", "The token uses critical header extensions this server does not support."
+        )
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise _malformed()

@@ -51,7 +51,8 @@ class Clinic(DomainRecord):
     name: NonBlank
     npi: NPI | None = None
     tax_id: Annotated[str, StringConstraints(pattern=r"^\d{2}-?\d{7}$")] | None = None
-    identifier_system: Uri
+    identifier_system: Annotated[str, StringConstraints(pattern=r"^https?://[^\s?#]+$", max_length=160)]
+    """An http(s) namespace URL: per-kind identifier systems are derived from it by path."""
     phone: Phone | None = None
     address: Address | None = None
     rems_certified: bool = False

@@ -58,3 +58,16 @@ def _sqlite_engine(database_url: str, *, echo: bool) -> Engine:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def database_answers(engine) -> bool:
+    """True when the database answers a trivial query (health checks)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True

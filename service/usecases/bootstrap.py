@@ -11,6 +11,7 @@ from ..config import Settings, get_settings
 from ..domain.eligibility import BloodPressureThreshold
 from ..domain.outcomes import OutcomeRules
 from ..store import SqlUnitOfWork, UnitOfWork, make_engine, upgrade_to_head
+from ..store.db import database_answers
 from ..store.unit_of_work import Clock, utc_now
 from .summary import SummaryRules
 
@@ -48,15 +49,7 @@ class Services:
 
     def database_ok(self) -> bool:
         """True when the database answers a trivial query."""
-        from sqlalchemy import text
-        from sqlalchemy.exc import SQLAlchemyError
-
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            return False
-        return True
+        return database_answers(self.engine)
 
     def close(self) -> None:
         if "engine" in self.__dict__:

@@ -106,8 +106,10 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _is_bool_or_int(annotation: Any) -> bool:
-    args = set(typing.get_args(_unwrap(annotation))) if typing.get_origin(_unwrap(annotation)) in (Union, types.UnionType) else set()
-    return {bool, int} <= args
+    target = _unwrap(annotation)
+    if typing.get_origin(target) not in (Union, types.UnionType):
+        return False
+    return {bool, int} <= {_unwrap(member) for member in typing.get_args(target)}
 
 
 def _convert(annotation: Any, text: str) -> Any:

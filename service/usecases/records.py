@@ -21,7 +21,11 @@ from pydantic import ValidationError
 from ..domain.common import DomainRecord
 from ..domain.organization import Clinic
 from ..domain.records import RECORD_KINDS, RecordKind
+from ..domain.outcomes import DEFAULT_RULES, OutcomeRules, ScorePoint, trajectory
+from ..domain.questionnaires import QuestionnaireAnswers
+from ..domain.scoring import Instrument
 from ..fhir import MappingContext, map_record
+from ..fhir.outcomes import outcome_observations
 from ..store import UnitOfWork, canonical_json, content_hash
 from ..store.repository import StoredRecord
 from ..store.unit_of_work import ConcurrentWriteError
@@ -213,6 +217,8 @@ def idempotency_scope(kind: str, mode: PutMode, clinic_id: str) -> str:
 
 # --------------------------------------------------------------------------- put
 
+OUTCOME_INSTRUMENTS = frozenset({Instrument.PHQ9, Instrument.MADRS})
+
 
 def put_record(
     uow: UnitOfWork,
@@ -222,6 +228,7 @@ def put_record(
     *,
     mode: PutMode = PutMode.UPSERT,
     key: str | None = None,
+    outcome_rules: OutcomeRules = DEFAULT_RULES,
 ) -> PutResult:
     """Validate, check and store one record with its FHIR resources and outbox rows.
 
@@ -243,10 +250,10 @@ def put_record(
     request_hash = content_hash({"kind": kind, "mode": mode.value, "record": data})
     scope = idempotency_scope(kind, mode, record.clinic_id)
     try:
-        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode)
+        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode, outcome_rules)
     except ConcurrentWriteError:
         # another request wrote the same key (or idempotency key) first: redo against its result
-        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode)
+        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode, outcome_rules)
 
 
 def _put_once(
@@ -258,6 +265,7 @@ def _put_once(
     idempotency_key: str | None,
     scope: str,
     mode: PutMode,
+    outcome_rules: OutcomeRules = DEFAULT_RULES,
 ) -> PutResult:
     kind = spec.name
     with uow:
@@ -285,7 +293,7 @@ def _put_once(
                 [FieldError("id", "a record with this id already exists")],
             )
         else:
-            result = _write(uow, kind, record, data, existing)
+            result = _write(uow, kind, record, data, existing, outcome_rules)
         if idempotency_key is not None:
             uow.idempotency.save(
                 idempotency_key, scope, request_hash=request_hash, status=result.status.value,
@@ -295,7 +303,10 @@ def _put_once(
     return result
 
 
-def _write(uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existing: StoredRecord | None) -> PutResult:
+def _write(
+    uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existing: StoredRecord | None,
+    outcome_rules: OutcomeRules = DEFAULT_RULES,
+) -> PutResult:
     clinic = _clinic_of(uow, record)
     resources = _map(record, clinic, uow.now)
     stored = uow.records.save(kind, record.clinic_id, record.id, patient_key=getattr(record, "patient_id", None), data=data)
@@ -308,6 +319,14 @@ def _write(uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existin
         refs.append(ResourceRef(write.resource_type, write.id, write.version_id))
         if write.changed:
             uow.outbox.append(write)
+    if isinstance(record, QuestionnaireAnswers) and record.instrument in OUTCOME_INSTRUMENTS:
+        for resource, outcome_source in _outcome_resources(uow, record, clinic, outcome_rules):
+            write = uow.resources.save(resource, clinic_id=record.clinic_id, source=outcome_source)
+            if outcome_source == source:
+                written.add((write.resource_type, write.id))
+                refs.append(ResourceRef(write.resource_type, write.id, write.version_id))
+            if write.changed:
+                uow.outbox.append(write)
     # resources this record produced before but no longer does (e.g. a vital sign removed)
     for old in uow.resources.by_source(*source):
         if (old.resource_type, old.id) not in written:
@@ -316,6 +335,30 @@ def _write(uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existin
                 uow.outbox.append(gone)
     status = WriteStatus.CREATED if existing is None else WriteStatus.UPDATED
     return PutResult(kind, stored.data, stored.version, status, refs)
+
+
+def _outcome_resources(
+    uow: UnitOfWork, record: QuestionnaireAnswers, clinic: Clinic, rules: OutcomeRules
+) -> list[tuple[dict, tuple]]:
+    """Outcome-status Observations for every follow-up of this patient's instrument, recomputed
+    from all stored scores (the record being written is already stored). Each belongs to
+    (is sourced from) its follow-up questionnaire record."""
+    answers = [
+        QuestionnaireAnswers.model_validate(r.data)
+        for r in uow.records.for_patient(record.clinic_id, record.patient_id, ["questionnaire-responses"])
+    ]
+    points = [
+        ScorePoint(a.authored_at, a.result().total, a.id)
+        for a in answers
+        if a.instrument is record.instrument and a.result().total is not None
+    ]
+    track = trajectory(record.instrument, points, rules)
+    ctx = MappingContext(clinic=clinic, recorded_at=uow.now)
+    resources = outcome_observations(record.instrument, record.patient_id, track, rules, ctx)
+    return [
+        (resource, ("questionnaire-responses", record.clinic_id, point.point.record_id))
+        for resource, point in zip(resources, track[1:])
+    ]
 
 
 # --------------------------------------------------------------------------- read

@@ -51,9 +51,11 @@ def _wrap(kid: str, alg: str, key: Any) -> SigningKey:
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     public = jose_jwk.construct(public_pem, alg).to_dict()
     public_jwk = {k: v for k, v in public.items() if k not in {"alg"}} | {"kid": kid, "use": "sig"}
     return SigningKey(kid, alg, private_pem, public_pem, public_jwk)
@@ -98,7 +100,7 @@ def settings(tmp_path: Any) -> AuthSettings:
         mode="jwt",
         environment="development",
         issuer=ISSUER,
-        audience=AUDIENCE,
+        audience=(AUDIENCE,),
         token_endpoint="https://idp.example.org/realms/ketamine/token",
         jwks_file=jwks_file,
         dev_key_dir=tmp_path / "dev-keys",
@@ -137,7 +139,9 @@ DROP: Any = _DROP
 """Pass as a claim override to remove the claim."""
 
 
-def sign(key: SigningKey, claims: dict[str, Any], *, alg: str | None = None, headers: dict[str, Any] | None = None) -> str:
+def sign(
+    key: SigningKey, claims: dict[str, Any], *, alg: str | None = None, headers: dict[str, Any] | None = None
+) -> str:
     """A real JWS signed by `key` (kid header = key.kid unless `headers` overrides it)."""
     return jose_jwt.encode(
         claims, key.private_pem, algorithm=alg or key.alg, headers={"kid": key.kid, **(headers or {})}
@@ -185,7 +189,7 @@ def jwks_server(jwks: dict[str, Any]) -> Iterator[JwksServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
     try:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from service.conformance.hl7_validator import DEFAULT_JAR, PROJECT_ROOT
 
-from ._helpers import DATA
 
 pytestmark = pytest.mark.validator
 
 SCRIPT = PROJECT_ROOT / "scripts" / "fhir-validate"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")

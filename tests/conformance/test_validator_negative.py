@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from ._helpers import US_CORE_BP, US_CORE_HR, describe, errors_matching, load
+from tests.plugins.fhir_validator import describe, errors_matching
 
 pytestmark = pytest.mark.validator
+
+DATA = Path(__file__).resolve().parent / "data"
+US_CORE_BP = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure"
+US_CORE_HR = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-heart-rate"
+
+
+def load(relative: str) -> dict[str, Any]:
+    """A fresh copy of a JSON fixture under tests/conformance/data."""
+    return json.loads((DATA / relative).read_text(encoding="utf-8"))
 
 
 def test_observation_without_status_is_an_error(fhir_validator):

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from ._helpers import NOT_CHECKED, US_CORE_BP, describe, load
+from tests.plugins.fhir_validator import describe
 
 pytestmark = pytest.mark.validator
+
+DATA = Path(__file__).resolve().parent / "data"
+US_CORE_BP = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure"
+NOT_CHECKED = "not checked offline: "
+
+
+def load(relative: str) -> dict[str, Any]:
+    """A fresh copy of a JSON fixture under tests/conformance/data."""
+    return json.loads((DATA / relative).read_text(encoding="utf-8"))
 
 
 def test_us_core_blood_pressure_is_valid(assert_fhir_valid):

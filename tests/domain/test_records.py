@@ -70,7 +70,7 @@ def test_practitioner_rejects_invalid_npi_at_field(npi: str) -> None:
 
 
 def test_clinic_optional_npi_checked() -> None:
-    data = dict(id="clinic-1", clinic_id="clinic-1", name="Clinic", identifier_system="urn:uuid:abc")
+    data = dict(id="clinic-1", clinic_id="clinic-1", name="Clinic", identifier_system="https://clinic-1.example.org/ids")
     assert Clinic.model_validate(data).npi is None
     assert Clinic.model_validate(data | {"npi": "1234567893"}).npi == "1234567893"
     assert_rejected(Clinic, data | {"npi": "1234567890"}, loc=("npi",), match="NPI")

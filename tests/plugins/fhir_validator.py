@@ -56,6 +56,8 @@ _FALSE_WORDS = {"", "0", "false", "no", "off"}
 __all__ = [
     "ValidationReport",
     "assert_valid",
+    "describe",
+    "errors_matching",
     "message_kind",
     "validator_required",
     "validator_extra_dirs",
@@ -183,6 +185,21 @@ def assert_valid(
         lines = [f"  {i.severity.upper()} {i.location or '-'}: {i.message}" for i in result.errors]
         pytest.fail(f"{header}: {len(result.errors)} error(s)\n" + "\n".join(lines), pytrace=False)
     return result
+
+
+def errors_matching(result: ValidationResult, *needles: str) -> list[Issue]:
+    """Errors whose location + message contain every needle (case-insensitive)."""
+    found = []
+    for issue in result.errors:
+        text = f"{issue.location} {issue.message}".lower()
+        if all(n.lower() in text for n in needles):
+            found.append(issue)
+    return found
+
+
+def describe(result: ValidationResult) -> str:
+    """All issues of a result, one per line, for assertion messages."""
+    return result.format() or "(no issues)"
 
 
 # ---------------------------------------------------------------------------- hooks
