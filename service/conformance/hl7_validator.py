@@ -161,6 +161,7 @@ def default_extra_dirs() -> list[Path]:
     candidates = [
         PROJECT_ROOT / "mappings" / "questionnaires",
         PROJECT_ROOT / "mappings" / "terminology" / "codesystems",
+        PROJECT_ROOT / "mappings" / "profiles",
     ]
     return [p for p in candidates if p.is_dir()]
 

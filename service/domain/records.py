@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .administration import AdministrationSession
 from .common import DomainRecord
+from .coverage import CoverageRecord
 from .enrollment import Enrollment
 from .maintenance import MaintenanceDecision
 from .monitoring import AdverseEvent, VitalsReading
@@ -79,6 +80,7 @@ _KINDS = [
     RecordKind(
         "maintenance-decisions", MaintenanceDecision, _refs(MaintenanceDecision), "A maintenance decision"
     ),
+    RecordKind("coverages", CoverageRecord, _refs(CoverageRecord), "An insurance coverage (payer, member id, plan)"),
 ]
 
 RECORD_KINDS: dict[str, RecordKind] = {k.name: k for k in _KINDS}

@@ -33,9 +33,10 @@ def map_record(record: DomainRecord, ctx: MappingContext) -> list[Resource]:
     except KeyError:
         raise TypeError(f"no FHIR mapping for {type(record).__name__}") from None
     resources = builder(record, ctx)
+    from .narrative import with_narrative
     from .provenance import provenance
 
-    return [*resources, provenance(record, resources, ctx)]
+    return [with_narrative(r) for r in (*resources, provenance(record, resources, ctx))]
 
 
 def _load_builders() -> None:

@@ -6,5 +6,7 @@ from .canonical import canonical_json, content_hash
 from .db import make_engine
 from .migrations import upgrade_to_head
 from .unit_of_work import SqlUnitOfWork, UnitOfWork
+from . import sync_tables  # noqa: F401,E402  (registers the sync worker's tables on the metadata)
+from . import coverage_tables  # noqa: F401,E402  (registers the coverage workflow tables on the metadata)
 
 __all__ = ["SqlUnitOfWork", "UnitOfWork", "canonical_json", "content_hash", "make_engine", "upgrade_to_head"]

@@ -160,4 +160,29 @@ def search_tokens(resource: dict) -> set[tuple[str, str, str]]:
     for component in resource.get("component", []) if isinstance(resource.get("component"), list) else []:
         if isinstance(component, dict):
             found.update(("component-code", s, v) for s, v in _tokens_of(component.get("code")))
+    found.update(reference_tokens(resource))
     return {(p, s, v) for p, s, v in found if v and len(v) <= MAX_TOKEN and len(s) <= MAX_TOKEN}
+
+
+REFERENCE_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "encounter": ("encounter",),
+    "context": ("context",),
+    "medication": ("medicationReference",),
+    "target": ("target",),
+}
+"""Reference search parameters (FHIR REST API): stored as tokens (param, '', 'Type/id') so
+`Observation?encounter=Encounter/x` is an index lookup. Only relative literal references."""
+_RELATIVE_REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+
+
+def reference_tokens(resource: dict) -> set[tuple[str, str, str]]:
+    """(param, '', 'Type/id') entries for the reference elements of REFERENCE_ELEMENTS."""
+    found: set[tuple[str, str, str]] = set()
+    for param, elements in REFERENCE_ELEMENTS.items():
+        for name in elements:
+            value = resource.get(name)
+            for ref in value if isinstance(value, list) else [value]:
+                reference = ref.get("reference") if isinstance(ref, dict) else None
+                if isinstance(reference, str) and _RELATIVE_REFERENCE.match(reference):
+                    found.add((param, "", reference))
+    return found

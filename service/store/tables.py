@@ -96,6 +96,7 @@ class FhirResourceRow(SQLModel, table=True):
         sa.Index("ix_fhir_resource_last_updated", "resource_type", "last_updated"),
         sa.Index("ix_fhir_resource_last_updated_all", "last_updated"),
         sa.Index("ix_fhir_resource_clinic", "clinic_id", "resource_type"),
+        sa.Index("ix_fhir_resource_type_date_end", "resource_type", "date_end"),  # FHIR date search (0002)
         sa.Index("ix_fhir_resource_source", "source_kind", "source_clinic_id", "source_key"),
     )
 

@@ -23,6 +23,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
+from .coverage_repository import CoverageRepository
+from .fhir_search import FhirSearchRepository
 from .outbox import Outbox
 from .repository import FhirResourceRepository, IdempotencyRepository, RecordRepository
 
@@ -42,6 +44,8 @@ class UnitOfWork(abc.ABC):
     resources: FhirResourceRepository
     outbox: Outbox
     idempotency: IdempotencyRepository
+    search: FhirSearchRepository
+    coverage: CoverageRepository
     now: dt.datetime
 
     @abc.abstractmethod
@@ -83,6 +87,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.resources = FhirResourceRepository(self._session, self._transaction_now)
         self.outbox = Outbox(self._session, self._transaction_now)
         self.idempotency = IdempotencyRepository(self._session, self._transaction_now)
+        self.search = FhirSearchRepository(self._session)
+        self.coverage = CoverageRepository(self._session, self._transaction_now)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:

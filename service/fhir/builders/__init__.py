@@ -3,6 +3,7 @@
 from . import (  # noqa: F401
     administration,
     adverse_event,
+    coverage,
     enrollment,
     maintenance,
     medication_history,

@@ -1,0 +1,147 @@
+"""API benchmark: documenting one infusion session through the domain API (PostgreSQL,
+uvicorn; each request validates, maps and stores the session's resources with their outbox
+rows in one transaction) in requests per second and p99 latency, beside a bare FastAPI JSON
+echo endpoint served the same way in the same run.
+
+Run: `.venv/bin/python -m benchmarks.api_session [--requests N] [--concurrency C]`; starts a
+throwaway PostgreSQL (scripts/pg-throwaway) and two uvicorn servers; writes results/api_session.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from service.courses import DEMO_PATIENT, clinic_payloads, course_payloads
+
+from .common import percentile, write_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(app: str, port: int, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+async def drive(url_for, bodies: list[dict], concurrency: int) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while not queue.empty():
+            body = queue.get_nowait()
+            start = time.perf_counter()
+            response = await client.put(url_for(body), json=body)
+            latencies.append(time.perf_counter() - start)
+            if response.status_code >= 300:
+                errors += 1
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return len(bodies) / elapsed, latencies, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    pg_dir = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "start"], capture_output=True, text=True, check=True)
+    url = pg_dir.stdout.strip().splitlines()[-1]
+    cluster = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "reap"], capture_output=True, text=True)  # noqa: F841
+    env = {**os.environ, "DATABASE_URL": url}
+    procs = []
+    try:
+        subprocess.run([sys.executable, "-m", "service", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+        api_port, echo_port = free_port(), free_port()
+        procs.append(start_server("service.api.app:create_app", api_port, env))
+        procs.append(start_server("benchmarks.echo_app:create_app", echo_port, env))
+        setup = clinic_payloads() + course_payloads(DEMO_PATIENT)[:2]  # clinic, staff, patient, enrollment
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}") as client:
+            for kind, payload in setup:
+                client.put(f"/api/v1/{kind}/{payload['id']}", json=payload).raise_for_status()
+        template = next(p for k, p in course_payloads(DEMO_PATIENT) if k == "administration-sessions")
+        bodies = []
+        for index in range(args.requests + 100):
+            body = copy.deepcopy(template)
+            body["id"] = f"bench-session-{index:06d}"
+            bodies.append(body)
+        warm, measured = bodies[:100], bodies[100:]
+        api_url = lambda b: f"http://127.0.0.1:{api_port}/api/v1/administration-sessions/{b['id']}"  # noqa: E731
+        echo_url = lambda b: f"http://127.0.0.1:{echo_port}/echo/{b['id']}"  # noqa: E731
+        asyncio.run(drive(api_url, warm, args.concurrency))
+        asyncio.run(drive(echo_url, warm, args.concurrency))
+        api_rate, api_lat, api_err = asyncio.run(drive(api_url, measured, args.concurrency))
+        echo_rate, echo_lat, echo_err = asyncio.run(drive(echo_url, measured, args.concurrency))
+        with httpx.Client() as client:
+            resources = len(client.get(api_url(measured[0]), params={"clinic_id": "riverbend"}).json()["fhir"])
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        subprocess.run([str(ROOT / "scripts/pg-throwaway"), "stop", url_dir(url)], capture_output=True)
+    rows = [
+        ["PUT administration session (domain API -> FHIR -> PostgreSQL + outbox)", f"{api_rate:,.0f}",
+         f"{percentile(api_lat, 50) * 1000:.1f}", f"{percentile(api_lat, 99) * 1000:.1f}", f"{api_rate / echo_rate:.2f}x", str(api_err)],
+        ["bare FastAPI JSON echo (baseline)", f"{echo_rate:,.0f}", f"{percentile(echo_lat, 50) * 1000:.1f}",
+         f"{percentile(echo_lat, 99) * 1000:.1f}", "1.00x", str(echo_err)],
+    ]
+    path = write_table(
+        "api_session",
+        "API benchmark: documenting an infusion session",
+        ["endpoint", "requests/s", "p50 ms", "p99 ms", "vs echo", "errors"],
+        rows,
+        [
+            f"{args.requests} requests after 100 warm-up, concurrency {args.concurrency}, one uvicorn process each, "
+            "client in the same machine (2 cores shared)",
+            f"each session write stores {resources} FHIR resources (Encounter, body weight, Medication, "
+            "MedicationAdministration x2, Procedure, discharge Observation, Provenance) + outbox rows in one transaction",
+            "target: >= 0.35x the echo rate",
+        ],
+    )
+    print(path.read_text())
+
+
+def url_dir(url: str) -> str:
+    out = subprocess.run(["bash", "-c", "ls -d /tmp/ketamine-pg.* 2>/dev/null"], capture_output=True, text=True).stdout.split()
+    for candidate in out:
+        probe = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "url", candidate], capture_output=True, text=True)
+        if probe.stdout.strip() == url:
+            return candidate
+    return ""
+
+
+if __name__ == "__main__":
+    main()
