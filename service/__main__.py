@@ -137,6 +137,27 @@ def openapi(
     console.print(f"wrote {path}")
 
 
+@app.command()
+def payer(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8099,
+    pend_rate: Annotated[float, typer.Option("--pend-rate", min=0.0, max=1.0, help="Share of PAS requests answered pended (A4)")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Seed of the pend decision (deterministic per request identifier)")] = 0,
+) -> None:
+    """Run the sandbox payer (PAS $submit/$inquire, CoverageEligibilityRequest) on the rules in mappings/payers/."""
+    import uvicorn
+
+    from .coverage.sandbox_payer import create_payer_app
+
+    print(f"sandbox payer FHIR base: http://{host}:{port}/fhir", flush=True)
+    uvicorn.run(create_payer_app(pend_rate=pend_rate, seed=seed), host=host, port=port, log_level="warning")
+
+
+from .sync.cli import register as _register_sync  # noqa: E402  (worker, sync backfill/replay/pull/status)
+
+_register_sync(app)
+
+
 def main() -> None:
     app()
 

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    payer_endpoints: dict[str, str] = Field(default_factory=dict)
+    """Payer key -> FHIR base URL of its PAS endpoint (JSON object in PAYER_ENDPOINTS); a
+    `PAYER_<KEY>_URL` variable wins over it, and it wins over mappings/payers/<key>.json."""
+
+    validator_url: str | None = None
+    """Base URL of a running HL7 validator (`fhir-validator.jar serve`) used by FHIR `$validate`
+    for full profile validation, e.g. http://127.0.0.1:8089."""
+    fhir_validate_with_hl7: bool = False
+    """Start the HL7 validator in-process (a JVM, on first `$validate`) when VALIDATOR_URL is unset."""
+
     @field_validator("database_url")
     @classmethod
     def _supported_backend(cls, value: str) -> str:

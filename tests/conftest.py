@@ -33,6 +33,9 @@ if str(PROJECT_ROOT) not in sys.path:
 pytest_plugins: list[str] = []
 if (PROJECT_ROOT / "tests" / "plugins" / "fhir_validator.py").exists():
     pytest_plugins = ["tests.plugins.fhir_validator"]
+# Real FHIR sync peers (HAPI, Medplum) and the fault-injecting proxy.
+if (PROJECT_ROOT / "tests" / "peers" / "fixtures.py").exists():
+    pytest_plugins.append("tests.peers.fixtures")
 
 POSTGRES_URL_ENV = "TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "REQUIRE_POSTGRES"

@@ -266,6 +266,23 @@ def maintenance_decision(**overrides: Any) -> dict[str, Any]:
     )
 
 
+def coverage(**overrides: Any) -> dict[str, Any]:
+    return _with(
+        {
+            "id": "cov-1",
+            "clinic_id": CLINIC,
+            "patient_id": PATIENT,
+            "payer": "acme-commercial",
+            "payer_type": "commercial",
+            "member_id": "MBR123456",
+            "group_id": "GRP-77",
+            "plan_id": "GOLD",
+            "period_start": "2026-01-01",
+        },
+        overrides,
+    )
+
+
 FACTORIES = {
     "clinics": clinic,
     "practitioners": practitioner,
@@ -282,6 +299,7 @@ FACTORIES = {
     "integration-sessions": integration_session,
     "questionnaire-responses": phq9,
     "maintenance-decisions": maintenance_decision,
+    "coverages": coverage,
 }
 """kind -> factory, in dependency order (every kind's references come before it)."""
 

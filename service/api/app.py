@@ -18,6 +18,11 @@ from ..config import Settings, get_settings
 from ..domain.records import RECORD_KINDS
 from ..usecases import Services
 from . import health, imports, records, summary
+from . import sync as sync_api
+from . import coverage as coverage_api
+from . import packets as packets_api
+from ..web import billing as billing_web
+from .fhir import install_fhir_api
 from .limits import BodyLimitMiddleware
 from .problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 
@@ -59,7 +64,9 @@ def _problems_only(schema: dict[str, Any]) -> None:
     """Error responses are problem documents only (FastAPI would also list application/json
     and its own HTTPValidationError shape, which this service never sends)."""
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/fhir"):  # FHIR errors are OperationOutcomes (service/api/fhir/)
+            continue
         for operation in operations.values():
             for code, response in operation.get("responses", {}).items():
                 if code[0] in "45":
@@ -85,15 +92,23 @@ def create_app(
     app.state.settings = settings
 
     def body_limit(path: str) -> int:
-        return settings.max_import_bytes if path.startswith(f"{API_PREFIX}/import/") else settings.max_record_bytes
+        if path.startswith(f"{API_PREFIX}/import/") or path.rstrip("/") == "/fhir":  # imports, FHIR transaction Bundles
+            return settings.max_import_bytes
+        return settings.max_record_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     install_problem_handlers(app)  # outermost: turns anything unexpected into a 500 problem
+    install_fhir_api(app)  # FHIR R4 REST API under /fhir; its errors are OperationOutcomes (service/api/fhir/)
 
     app.include_router(health.router)
     app.include_router(imports.router, prefix=API_PREFIX)
     app.include_router(summary.router, prefix=API_PREFIX)
     app.include_router(records.records_router(), prefix=API_PREFIX)
+    app.include_router(sync_api.router, prefix=API_PREFIX)
+    app.include_router(sync_api.metrics_router)
+    app.include_router(coverage_api.router, prefix=API_PREFIX)
+    app.include_router(packets_api.router, prefix=API_PREFIX)  # medical-necessity packets (service/coverage/packet.py)
+    app.include_router(billing_web.router)  # the billing page at /billing (service/web/)
     for prefix, router in extra_routers:
         app.include_router(router, prefix=prefix)
 

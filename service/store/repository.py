@@ -1,15 +1,23 @@
 """Repositories over the store's tables. They speak plain dataclasses and dicts/bytes; no
-table row leaves this package."""
+table row leaves this package.
+
+Every statement here is SQLAlchemy Core on the unit of work's connection (no ORM objects, no
+autoflush): the write path of a record is a handful of statements however many resources it
+produces (docs/decisions/0001-store.md). `FhirResourceRepository.save_many` reads the current
+rows of every resource of a batch in one SELECT (plus, in the same query, the newest history
+version of each and the rows produced by the batch's source), then writes history, current
+rows and search tokens with one executemany each.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 import sqlalchemy as sa
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session
 
 from .canonical import canonical_json, content_hash
 from .fhir_index import date_span, patient_id_of, search_tokens
@@ -23,6 +31,112 @@ from .tables import (
 )
 
 Clock = Callable[[], dt.datetime]
+Source = tuple[str, str, str]
+RecordKey = tuple[str, str, str]
+"""(kind, clinic_id, key) of a domain record."""
+
+_REC: sa.Table = RecordRow.__table__  # type: ignore[attr-defined]
+_REC_VERSION: sa.Table = RecordVersionRow.__table__  # type: ignore[attr-defined]
+_RES: sa.Table = FhirResourceRow.__table__  # type: ignore[attr-defined]
+_HIST: sa.Table = FhirResourceHistoryRow.__table__  # type: ignore[attr-defined]
+_TOKEN: sa.Table = FhirSearchTokenRow.__table__  # type: ignore[attr-defined]
+_IDEM: sa.Table = IdempotencyKeyRow.__table__  # type: ignore[attr-defined]
+
+
+class _Unset:
+    pass
+
+
+_UNSET: Any = _Unset()
+
+
+def _connection_of(repository: Any) -> sa.Connection:
+    """The session's connection for the current transaction, kept on the repository between
+    calls (Session.connection() walks the session's transaction state each time). The session
+    closes it when the transaction ends, and the next call asks the session again."""
+    connection = repository._cached_connection
+    if connection is None or connection.closed or connection.invalidated:
+        connection = repository._cached_connection = repository._session.connection()
+    return connection
+
+
+# --------------------------------------------------------------------------- bulk insert
+
+_PG_TYPES: tuple[tuple[type, str], ...] = (
+    (sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Boolean, "bool"), (sa.LargeBinary, "bytea"),
+    (sa.DateTime, "timestamptz"), (sa.String, "text"),
+)
+_PG_INSERTS: dict[tuple, tuple[str, tuple[tuple[str, ...], ...]]] = {}
+
+
+def _pg_type(column: sa.Column) -> str:
+    kind = column.type.impl if isinstance(column.type, sa.TypeDecorator) else column.type
+    for python_type, name in _PG_TYPES:
+        if isinstance(kind, python_type):
+            return name
+    raise TypeError(f"no PostgreSQL type for {column}")  # pragma: no cover
+
+
+def _pg_insert_statement(
+    shape: tuple[tuple[sa.Table, tuple[str, ...]], ...], quote: Callable[[str], str]
+) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    """One `INSERT ... SELECT FROM json_to_recordset(%(p<i>)s)` per table (rows in the order
+    given), chained as data-modifying CTEs: a constant text per shape, so psycopg prepares it
+    once, and each table's rows travel as one JSON text (bytea columns as UTF-8 text, turned
+    back into bytes by convert_to). Also returns the bytea column names of each table."""
+    parts = []
+    binary_columns = []
+    for i, (table, names) in enumerate(shape):
+        types = [_pg_type(table.c[name]) for name in names]
+        binary_columns.append(tuple(n for n, t in zip(names, types) if t == "bytea"))
+        columns = ", ".join(quote(n) for n in names)
+        definitions = ", ".join(f"{quote(n)} {'text' if t == 'bytea' else t}" for n, t in zip(names, types))
+        values = ", ".join(f"convert_to({quote(n)}, 'UTF8')" if t == "bytea" else quote(n) for n, t in zip(names, types))
+        parts.append(
+            f"INSERT INTO {quote(table.name)} ({columns}) SELECT {values} "
+            f"FROM ROWS FROM (json_to_recordset(CAST(%(p{i})s AS json)) AS ({definitions})) WITH ORDINALITY "
+            f"AS u({columns}, ord) ORDER BY ord"
+        )
+    sql = parts[-1]
+    if len(parts) > 1:
+        sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1])) + " " + sql
+    return sql, tuple(binary_columns)
+
+
+def insert_rows(connection: sa.Connection, batches: Sequence[tuple[sa.Table, Sequence[dict]]]) -> None:
+    """Insert rows into one or more tables (each batch's rows have the same keys: column names;
+    datetimes timezone-aware, bytes UTF-8 JSON).
+
+    PostgreSQL: one statement for all of them, each table's rows as one JSON parameter, so a
+    batch is one round trip and one executor run however many rows it has (executemany would
+    run one INSERT per row, and psycopg's array parameters cost a Python call per value).
+    SQLite: one executemany per table (in process, nothing to save)."""
+    batches = [(table, rows) for table, rows in batches if rows]
+    if not batches:
+        return
+    if connection.dialect.name != "postgresql":
+        for table, rows in batches:
+            connection.execute(sa.insert(table), list(rows))
+        return
+    shape = tuple((table, tuple(rows[0])) for table, rows in batches)
+    cached = _PG_INSERTS.get(shape)
+    if cached is None:
+        cached = _PG_INSERTS[shape] = _pg_insert_statement(shape, connection.dialect.identifier_preparer.quote)
+    statement, binary_columns = cached
+    params: dict[str, str] = {}
+    for i, (_, rows) in enumerate(batches):
+        if binary_columns[i]:
+            rows = [_text_bytes(row, binary_columns[i]) for row in rows]
+        params[f"p{i}"] = orjson.dumps(rows).decode()
+    connection.exec_driver_sql(statement, params)
+
+
+def _text_bytes(row: dict, names: tuple[str, ...]) -> dict:
+    row = dict(row)
+    for name in names:
+        if row[name] is not None:
+            row[name] = row[name].decode()
+    return row
 
 
 # --------------------------------------------------------------------------- records
@@ -43,17 +157,26 @@ class StoredRecord:
     updated_at: dt.datetime
 
 
-def _record(row: RecordRow) -> StoredRecord:
+_RECORD_COLUMNS = (
+    _REC.c.kind, _REC.c.clinic_id, _REC.c.key, _REC.c.patient_key, _REC.c.data, _REC.c.version,
+    _REC.c.content_hash, _REC.c.created_at, _REC.c.updated_at,
+)
+_SELECT_RECORDS = sa.select(*_RECORD_COLUMNS).where(
+    sa.tuple_(_REC.c.kind, _REC.c.clinic_id, _REC.c.key).in_(sa.bindparam("keys", expanding=True))
+)
+_SELECT_RECORD = sa.select(*_RECORD_COLUMNS).where(
+    _REC.c.kind == sa.bindparam("kind"), _REC.c.clinic_id == sa.bindparam("clinic_id"), _REC.c.key == sa.bindparam("key")
+)
+_UPDATE_RECORD = (
+    sa.update(_REC)
+    .where(_REC.c.kind == sa.bindparam("k_kind"), _REC.c.clinic_id == sa.bindparam("k_clinic_id"), _REC.c.key == sa.bindparam("k_key"))
+)
+
+
+def _record(row: Any) -> StoredRecord:
     return StoredRecord(
-        kind=row.kind,
-        clinic_id=row.clinic_id,
-        key=row.key,
-        patient_key=row.patient_key,
-        data=orjson.loads(row.data),
-        version=row.version,
-        content_hash=row.content_hash,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        kind=row[0], clinic_id=row[1], key=row[2], patient_key=row[3], data=orjson.loads(row[4]), version=row[5],
+        content_hash=row[6], created_at=row[7], updated_at=row[8],
     )
 
 
@@ -63,41 +186,62 @@ class RecordRepository:
     def __init__(self, session: Session, clock: Clock) -> None:
         self._session = session
         self._clock = clock
+        self._cached_connection: sa.Connection | None = None
+
+    def _connection(self) -> sa.Connection:
+        return _connection_of(self)
 
     def get(self, kind: str, clinic_id: str, key: str) -> StoredRecord | None:
-        row = self._session.get(RecordRow, (kind, clinic_id, key))
-        return _record(row) if row else None
+        row = self._connection().execute(_SELECT_RECORD, {"kind": kind, "clinic_id": clinic_id, "key": key}).first()
+        return _record(row) if row is not None else None
+
+    def get_many(self, keys: Iterable[RecordKey]) -> dict[RecordKey, StoredRecord]:
+        """The records that exist among `keys` ((kind, clinic_id, key) each), in one query."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        if len(wanted) == 1:
+            one = self.get(*wanted[0])
+            return {wanted[0]: one} if one is not None else {}
+        found = {}
+        for row in self._connection().execute(_SELECT_RECORDS, {"keys": wanted}):
+            stored = _record(row)
+            found[(stored.kind, stored.clinic_id, stored.key)] = stored
+        return found
 
     def exists(self, kind: str, clinic_id: str, key: str) -> bool:
-        return self._session.get(RecordRow, (kind, clinic_id, key)) is not None
+        return self.get(kind, clinic_id, key) is not None
 
-    def save(self, kind: str, clinic_id: str, key: str, *, patient_key: str | None, data: dict) -> StoredRecord:
+    def save(
+        self, kind: str, clinic_id: str, key: str, *, patient_key: str | None, data: dict,
+        current: StoredRecord | None = _UNSET,
+    ) -> StoredRecord:
         """Insert version 1 or replace the current version with version + 1.
 
-        The caller decides whether the content changed (compare `content_hash` first)."""
+        The caller decides whether the content changed (compare `content_hash` first).
+        `current` is the stored version when the caller has just read it (saves a query)."""
         now = self._clock()
         text = canonical_json(data).decode()
         digest = content_hash(text.encode())
-        row = self._session.get(RecordRow, (kind, clinic_id, key))
-        if row is None:
-            row = RecordRow(
-                kind=kind, clinic_id=clinic_id, key=key, patient_key=patient_key, data=text, version=1,
-                content_hash=digest, created_at=now, updated_at=now,
-            )
-            self._session.add(row)
+        if current is _UNSET:
+            current = self.get(kind, clinic_id, key)
+        connection = self._connection()
+        version_row = {"kind": kind, "clinic_id": clinic_id, "key": key, "version": 1, "data": text,
+                       "content_hash": digest, "recorded_at": now}
+        if current is None:
+            version, created_at = 1, now
+            row = {"kind": kind, "clinic_id": clinic_id, "key": key, "patient_key": patient_key, "data": text,
+                   "version": 1, "content_hash": digest, "created_at": now, "updated_at": now}
+            insert_rows(connection, [(_REC, [row]), (_REC_VERSION, [version_row])])
         else:
-            row.version += 1
-            row.data = text
-            row.patient_key = patient_key
-            row.content_hash = digest
-            row.updated_at = now
-        self._session.add(
-            RecordVersionRow(
-                kind=kind, clinic_id=clinic_id, key=key, version=row.version, data=text, content_hash=digest, recorded_at=now
+            version, created_at = current.version + 1, current.created_at
+            connection.execute(
+                _UPDATE_RECORD,
+                {"k_kind": kind, "k_clinic_id": clinic_id, "k_key": key, "version": version, "data": text,
+                 "patient_key": patient_key, "content_hash": digest, "updated_at": now},
             )
-        )
-        self._session.flush()
-        return _record(row)
+            insert_rows(connection, [(_REC_VERSION, [{**version_row, "version": version}])])
+        return StoredRecord(kind, clinic_id, key, patient_key, orjson.loads(text), version, digest, created_at, now)
 
     def list(
         self,
@@ -109,33 +253,34 @@ class RecordRepository:
         limit: int = 50,
     ) -> list[StoredRecord]:
         """Records of a kind ordered by (clinic, key); `after` is the last (clinic, key) seen."""
-        query = select(RecordRow).where(RecordRow.kind == kind)
+        query = sa.select(*_RECORD_COLUMNS).where(_REC.c.kind == kind)
         if clinic_id is not None:
-            query = query.where(RecordRow.clinic_id == clinic_id)
+            query = query.where(_REC.c.clinic_id == clinic_id)
         if patient_key is not None:
-            query = query.where(RecordRow.patient_key == patient_key)
+            query = query.where(_REC.c.patient_key == patient_key)
         if after is not None:
-            query = query.where(sa.tuple_(col(RecordRow.clinic_id), col(RecordRow.key)) > sa.tuple_(*after))
-        query = query.order_by(col(RecordRow.clinic_id), col(RecordRow.key)).limit(limit)
-        return [_record(r) for r in self._session.exec(query)]
+            query = query.where(sa.tuple_(_REC.c.clinic_id, _REC.c.key) > sa.tuple_(*after))
+        query = query.order_by(_REC.c.clinic_id, _REC.c.key).limit(limit)
+        return [_record(r) for r in self._connection().execute(query)]
 
     def for_patient(self, clinic_id: str, patient_key: str, kinds: Sequence[str] | None = None) -> list[StoredRecord]:
-        query = select(RecordRow).where(RecordRow.clinic_id == clinic_id, RecordRow.patient_key == patient_key)
+        query = sa.select(*_RECORD_COLUMNS).where(_REC.c.clinic_id == clinic_id, _REC.c.patient_key == patient_key)
         if kinds:
-            query = query.where(col(RecordRow.kind).in_(list(kinds)))
-        return [_record(r) for r in self._session.exec(query.order_by(col(RecordRow.kind), col(RecordRow.key)))]
+            query = query.where(_REC.c.kind.in_(list(kinds)))
+        return [_record(r) for r in self._connection().execute(query.order_by(_REC.c.kind, _REC.c.key))]
 
     def versions(self, kind: str, clinic_id: str, key: str) -> list[tuple[int, dict, dt.datetime]]:
         """(version, data, recorded_at) of every version, oldest first."""
+        v = _REC_VERSION.c
         query = (
-            select(RecordVersionRow)
-            .where(RecordVersionRow.kind == kind, RecordVersionRow.clinic_id == clinic_id, RecordVersionRow.key == key)
-            .order_by(col(RecordVersionRow.version))
+            sa.select(v.version, v.data, v.recorded_at)
+            .where(v.kind == kind, v.clinic_id == clinic_id, v.key == key)
+            .order_by(v.version)
         )
-        return [(r.version, orjson.loads(r.data), r.recorded_at) for r in self._session.exec(query)]
+        return [(r[0], orjson.loads(r[1]), r[2]) for r in self._connection().execute(query)]
 
     def count(self) -> int:
-        return self._session.exec(select(sa.func.count()).select_from(RecordRow)).one()
+        return int(self._connection().execute(sa.select(sa.func.count()).select_from(_REC)).scalar_one())
 
 
 # --------------------------------------------------------------------------- FHIR resources
@@ -168,6 +313,25 @@ class StoredResource:
     clinic_id: str | None = None
 
 
+@dataclass(frozen=True)
+class ResourceInput:
+    """One resource to write in a batch, with its owning clinic and source record."""
+
+    resource: dict
+    clinic_id: str | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class BatchWrite:
+    """What `FhirResourceRepository.save_many` did."""
+
+    writes: list[ResourceWrite]
+    """One per input, in input order (changed=False for an identical rewrite)."""
+    deleted: list[ResourceWrite]
+    """Resources of `prune_source` the batch no longer produces, deleted (ordered by type, id)."""
+
+
 def format_instant(moment: dt.datetime) -> str:
     """FHIR instant in UTC with milliseconds, e.g. 2026-03-02T14:00:00.123+00:00."""
     return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -181,10 +345,73 @@ def _without_version_meta(resource: dict) -> dict:
     return body
 
 
-def _stored(row: FhirResourceRow) -> StoredResource:
-    return StoredResource(
-        row.resource_type, row.id, row.version_id, row.last_updated, row.json_bytes, False, row.patient_id, row.clinic_id
+_RESOURCE_COLUMNS = (
+    _RES.c.resource_type, _RES.c.id, _RES.c.version_id, _RES.c.last_updated, _RES.c.json, _RES.c.patient_id,
+    _RES.c.clinic_id,
+)
+
+
+def _stored(row: Any) -> StoredResource:
+    return StoredResource(row[0], row[1], row[2], row[3], row[4], False, row[5], row[6])
+
+
+_KEY_IN = sa.tuple_(_RES.c.resource_type, _RES.c.id).in_(sa.bindparam("keys", expanding=True))
+_OF_SOURCE = sa.and_(
+    _RES.c.source_kind == sa.bindparam("source_kind"),
+    _RES.c.source_clinic_id == sa.bindparam("source_clinic_id"),
+    _RES.c.source_key == sa.bindparam("source_key"),
+)
+_CURRENT_COLUMNS = (
+    sa.literal_column("0").label("what"), _RES.c.resource_type, _RES.c.id, _RES.c.version_id, _RES.c.last_updated,
+    _RES.c.json, _RES.c.content_hash, _RES.c.patient_id, _RES.c.clinic_id, _RES.c.source_kind,
+    _RES.c.source_clinic_id, _RES.c.source_key,
+)
+_NEWEST_HISTORY = (
+    sa.select(
+        sa.literal_column("1"), _HIST.c.resource_type, _HIST.c.id, sa.func.max(_HIST.c.version_id),
+        *[sa.null()] * (len(_CURRENT_COLUMNS) - 4),
     )
+    .where(sa.tuple_(_HIST.c.resource_type, _HIST.c.id).in_(sa.bindparam("history_keys", expanding=True)))
+    .group_by(_HIST.c.resource_type, _HIST.c.id)
+)
+# The state a batch starts from, in one round trip: current rows of the batch's resources (and
+# of its prune source), and the newest history version of each (for ids deleted before).
+_BATCH_STATE = sa.union_all(sa.select(*_CURRENT_COLUMNS).where(_KEY_IN), _NEWEST_HISTORY)
+_BATCH_STATE_WITH_SOURCE = sa.union_all(sa.select(*_CURRENT_COLUMNS).where(sa.or_(_KEY_IN, _OF_SOURCE)), _NEWEST_HISTORY)
+
+_SELECT_RESOURCE = sa.select(*_RESOURCE_COLUMNS).where(
+    _RES.c.resource_type == sa.bindparam("resource_type"), _RES.c.id == sa.bindparam("id")
+)
+_SELECT_BY_SOURCE = (
+    sa.select(*_RESOURCE_COLUMNS).where(_OF_SOURCE).order_by(_RES.c.resource_type, _RES.c.id)
+)
+_UPDATE_RESOURCE = sa.update(_RES).where(
+    _RES.c.resource_type == sa.bindparam("k_resource_type"), _RES.c.id == sa.bindparam("k_id")
+)
+_DELETE_RESOURCES = sa.delete(_RES).where(_KEY_IN)
+_DELETE_TOKENS = sa.delete(_TOKEN).where(
+    sa.tuple_(_TOKEN.c.resource_type, _TOKEN.c.resource_id).in_(sa.bindparam("keys", expanding=True))
+)
+_RESOURCE_VALUE_NAMES = (
+    "version_id", "last_updated", "json", "content_hash", "patient_id", "clinic_id", "status", "date_start", "date_end",
+    "source_kind", "source_clinic_id", "source_key",
+)
+
+
+class _Current:
+    """The current row of a resource while a batch is worked out (mutable)."""
+
+    __slots__ = ("version_id", "last_updated", "json", "content_hash", "patient_id", "clinic_id", "source", "in_db")
+
+    def __init__(self, row: Any) -> None:
+        self.version_id: int = row[3]
+        self.last_updated: dt.datetime = row[4]
+        self.json: bytes = row[5]
+        self.content_hash: str = row[6]
+        self.patient_id: str | None = row[7]
+        self.clinic_id: str | None = row[8]
+        self.source: Source | None = (row[9], row[10], row[11]) if row[9] is not None else None
+        self.in_db = True
 
 
 class FhirResourceRepository:
@@ -193,152 +420,224 @@ class FhirResourceRepository:
     def __init__(self, session: Session, clock: Clock) -> None:
         self._session = session
         self._clock = clock
+        self._cached_connection: sa.Connection | None = None
+
+    def _connection(self) -> sa.Connection:
+        return _connection_of(self)
 
     def save(
-        self, resource: dict, *, clinic_id: str | None = None, source: tuple[str, str, str] | None = None
+        self, resource: dict, *, clinic_id: str | None = None, source: Source | None = None
     ) -> ResourceWrite:
         """Write a resource; a no-op (changed=False) when its content equals the stored one
         (meta.versionId and meta.lastUpdated are ignored and set here)."""
-        resource_type, resource_id = resource["resourceType"], resource["id"]
-        content = _without_version_meta(resource)
-        digest = content_hash(content)
-        row = self._session.get(FhirResourceRow, (resource_type, resource_id))
-        patient_id = patient_id_of(resource)
-        if row is not None and row.content_hash == digest:
-            if source is not None and (row.source_kind, row.source_clinic_id, row.source_key) != source:
-                row.source_kind, row.source_clinic_id, row.source_key = source
-            return ResourceWrite(
-                resource_type, resource_id, row.version_id, False, False, row.patient_id, row.clinic_id, row.last_updated
-            )
+        return self.save_many([ResourceInput(resource, clinic_id, source)]).writes[0]
+
+    def save_many(self, items: Sequence[ResourceInput], *, prune_source: Source | None = None) -> BatchWrite:
+        """Write resources as `save` does, one after the other, in a few statements; with
+        `prune_source`, then delete (as `delete` does) every current resource of that source
+        the batch did not write with that source."""
         now = self._clock()
-        if row is not None:
-            version_id = row.version_id + 1
-            self._session.add(
-                FhirResourceHistoryRow(
-                    resource_type=resource_type, id=resource_id, version_id=row.version_id,
-                    last_updated=row.last_updated, json_bytes=row.json_bytes, deleted=False,
+        stamp = format_instant(now)
+        keys = list(dict.fromkeys((item.resource["resourceType"], item.resource["id"]) for item in items))
+        current, newest_history = self._batch_state(keys, prune_source)
+        writes: list[ResourceWrite] = []
+        history: list[dict] = []
+        final_rows: dict[tuple[str, str], dict] = {}
+        source_moves: dict[tuple[str, str], Source] = {}
+        tokens: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+        for item in items:
+            resource, clinic_id, source = item.resource, item.clinic_id, item.source
+            key = (resource["resourceType"], resource["id"])
+            content = _without_version_meta(resource)
+            digest = content_hash(content)
+            row = current.get(key)
+            if row is not None and row.content_hash == digest:
+                if source is not None and row.source != source:
+                    row.source = source
+                    if key in final_rows:
+                        final_rows[key].update(source_kind=source[0], source_clinic_id=source[1], source_key=source[2])
+                    else:
+                        source_moves[key] = source
+                writes.append(
+                    ResourceWrite(key[0], key[1], row.version_id, False, False, row.patient_id, row.clinic_id, row.last_updated)
                 )
+                continue
+            if row is not None:
+                history.append(
+                    {"resource_type": key[0], "id": key[1], "version_id": row.version_id,
+                     "last_updated": row.last_updated, "json": row.json, "deleted": False}
+                )
+                version_id = row.version_id + 1
+            else:
+                version_id = newest_history.get(key, 0) + 1
+            meta = dict(content.get("meta") or {})
+            meta["versionId"] = str(version_id)
+            meta["lastUpdated"] = stamp
+            body = canonical_json({**content, "meta": meta})
+            patient_id = patient_id_of(resource)
+            start, end = date_span(resource)
+            status = resource.get("status") if isinstance(resource.get("status"), str) else None
+            final_rows[key] = {
+                "version_id": version_id, "last_updated": now, "json": body, "content_hash": digest,
+                "patient_id": patient_id, "clinic_id": clinic_id, "status": status, "date_start": start, "date_end": end,
+                "source_kind": source[0] if source else None, "source_clinic_id": source[1] if source else None,
+                "source_key": source[2] if source else None,
+            }
+            source_moves.pop(key, None)
+            tokens[key] = search_tokens(resource)
+            if row is None:
+                row = current[key] = _Current.__new__(_Current)
+                row.in_db = False
+            row.version_id, row.last_updated, row.json, row.content_hash = version_id, now, body, digest
+            row.patient_id, row.clinic_id, row.source = patient_id, clinic_id, source
+            writes.append(ResourceWrite(key[0], key[1], version_id, True, False, patient_id, clinic_id, now))
+
+        deleted: list[ResourceWrite] = []
+        if prune_source is not None:
+            kept = {(i.resource["resourceType"], i.resource["id"]) for i in items if i.source == prune_source}
+            for key in sorted(k for k, r in current.items() if r.source == prune_source and k not in kept):
+                row = current[key]
+                history.append(
+                    {"resource_type": key[0], "id": key[1], "version_id": row.version_id,
+                     "last_updated": row.last_updated, "json": row.json, "deleted": False}
+                )
+                history.append(
+                    {"resource_type": key[0], "id": key[1], "version_id": row.version_id + 1,
+                     "last_updated": now, "json": None, "deleted": True}
+                )
+                deleted.append(ResourceWrite(key[0], key[1], row.version_id + 1, True, True, row.patient_id, row.clinic_id, now))
+        self._apply(current, history, final_rows, source_moves, tokens, [(d.resource_type, d.id) for d in deleted])
+        return BatchWrite(writes, deleted)
+
+    def _batch_state(
+        self, keys: list[tuple[str, str]], prune_source: Source | None
+    ) -> tuple[dict[tuple[str, str], _Current], dict[tuple[str, str], int]]:
+        current: dict[tuple[str, str], _Current] = {}
+        newest_history: dict[tuple[str, str], int] = {}
+        if not keys and prune_source is None:
+            return current, newest_history
+        # an empty IN list is rendered as a never-true condition by SQLAlchemy
+        params: dict[str, Any] = {"keys": keys, "history_keys": keys}
+        if prune_source is not None:
+            params.update(source_kind=prune_source[0], source_clinic_id=prune_source[1], source_key=prune_source[2])
+        statement = _BATCH_STATE if prune_source is None else _BATCH_STATE_WITH_SOURCE
+        for row in self._connection().execute(statement, params):
+            if row[0] == 0:
+                current[(row[1], row[2])] = _Current(row)
+            elif row[3] is not None:
+                newest_history[(row[1], row[2])] = row[3]
+        return current, newest_history
+
+    def _apply(
+        self,
+        current: Mapping[tuple[str, str], _Current],
+        history: list[dict],
+        final_rows: dict[tuple[str, str], dict],
+        source_moves: dict[tuple[str, str], Source],
+        tokens: dict[tuple[str, str], set[tuple[str, str, str]]],
+        deleted: list[tuple[str, str]],
+    ) -> None:
+        connection = self._connection()
+        updates = [
+            {"k_resource_type": k[0], "k_id": k[1], **values} for k, values in final_rows.items() if current[k].in_db
+        ]
+        if updates:
+            connection.execute(_UPDATE_RESOURCE, updates)
+        if source_moves:
+            connection.execute(
+                _UPDATE_RESOURCE,
+                [
+                    {"k_resource_type": k[0], "k_id": k[1], "source_kind": s[0], "source_clinic_id": s[1], "source_key": s[2]}
+                    for k, s in source_moves.items()
+                ],
             )
-        else:
-            version_id = self._last_history_version(resource_type, resource_id) + 1
-        meta = dict(content.get("meta") or {})
-        meta["versionId"] = str(version_id)
-        meta["lastUpdated"] = format_instant(now)
-        body = canonical_json({**content, "meta": meta})
-        start, end = date_span(resource)
-        status = resource.get("status") if isinstance(resource.get("status"), str) else None
-        values = dict(
-            version_id=version_id, last_updated=now, json_bytes=body, content_hash=digest, patient_id=patient_id,
-            clinic_id=clinic_id, status=status, date_start=start, date_end=end,
-            source_kind=source[0] if source else None, source_clinic_id=source[1] if source else None,
-            source_key=source[2] if source else None,
-        )
-        if row is None:
-            row = FhirResourceRow(resource_type=resource_type, id=resource_id, **values)
-            self._session.add(row)
-        else:
-            for name, value in values.items():
-                setattr(row, name, value)
-        self._replace_tokens(resource_type, resource_id, search_tokens(resource))
-        self._session.flush()
-        return ResourceWrite(resource_type, resource_id, version_id, True, False, patient_id, clinic_id, now)
+        inserts = [
+            {"resource_type": k[0], "id": k[1], **values} for k, values in final_rows.items() if not current[k].in_db
+        ]
+        if deleted:
+            connection.execute(_DELETE_RESOURCES, {"keys": deleted})
+        # a resource without a current row has no tokens (they go with the row), so only
+        # rewritten and deleted resources need their old tokens removed
+        stale = [k for k in final_rows if current[k].in_db] + deleted
+        if stale:
+            connection.execute(_DELETE_TOKENS, {"keys": stale})
+        token_rows = [
+            {"resource_type": k[0], "resource_id": k[1], "param": p, "system": s, "value": v}
+            for k, found in tokens.items()
+            for p, s, v in sorted(found)
+        ]
+        insert_rows(connection, [(_HIST, history), (_RES, inserts), (_TOKEN, token_rows)])
 
     def delete(self, resource_type: str, resource_id: str) -> ResourceWrite | None:
         """Delete the current version: it moves to history, followed by a tombstone version."""
-        row = self._session.get(FhirResourceRow, (resource_type, resource_id))
+        row = self._connection().execute(
+            sa.select(*_CURRENT_COLUMNS).where(_RES.c.resource_type == resource_type, _RES.c.id == resource_id)
+        ).first()
         if row is None:
             return None
+        state = _Current(row)
         now = self._clock()
-        self._session.add(
-            FhirResourceHistoryRow(
-                resource_type=resource_type, id=resource_id, version_id=row.version_id,
-                last_updated=row.last_updated, json_bytes=row.json_bytes, deleted=False,
-            )
-        )
-        self._session.add(
-            FhirResourceHistoryRow(
-                resource_type=resource_type, id=resource_id, version_id=row.version_id + 1,
-                last_updated=now, json_bytes=None, deleted=True,
-            )
-        )
-        write = ResourceWrite(resource_type, resource_id, row.version_id + 1, True, True, row.patient_id, row.clinic_id, now)
-        self._replace_tokens(resource_type, resource_id, set())
-        self._session.delete(row)
-        self._session.flush()
-        return write
-
-    def _last_history_version(self, resource_type: str, resource_id: str) -> int:
-        query = select(sa.func.max(FhirResourceHistoryRow.version_id)).where(
-            FhirResourceHistoryRow.resource_type == resource_type, FhirResourceHistoryRow.id == resource_id
-        )
-        return self._session.exec(query).one() or 0
-
-    def _replace_tokens(self, resource_type: str, resource_id: str, tokens: set[tuple[str, str, str]]) -> None:
-        self._session.exec(
-            delete(FhirSearchTokenRow).where(
-                col(FhirSearchTokenRow.resource_type) == resource_type, col(FhirSearchTokenRow.resource_id) == resource_id
-            )
-        )
-        for param, system, value in sorted(tokens):
-            self._session.add(
-                FhirSearchTokenRow(resource_type=resource_type, resource_id=resource_id, param=param, system=system, value=value)
-            )
+        key = (resource_type, resource_id)
+        history = [
+            {"resource_type": resource_type, "id": resource_id, "version_id": state.version_id,
+             "last_updated": state.last_updated, "json": state.json, "deleted": False},
+            {"resource_type": resource_type, "id": resource_id, "version_id": state.version_id + 1,
+             "last_updated": now, "json": None, "deleted": True},
+        ]
+        self._apply({key: state}, history, {}, {}, {}, [key])
+        return ResourceWrite(resource_type, resource_id, state.version_id + 1, True, True, state.patient_id, state.clinic_id, now)
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
-        row = self._session.get(FhirResourceRow, (resource_type, resource_id))
-        return _stored(row) if row else None
+        row = self._connection().execute(_SELECT_RESOURCE, {"resource_type": resource_type, "id": resource_id}).first()
+        return _stored(row) if row is not None else None
 
     def read_version(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
-        row = self._session.get(FhirResourceRow, (resource_type, resource_id))
-        if row is not None and row.version_id == version_id:
-            return _stored(row)
-        old = self._session.get(FhirResourceHistoryRow, (resource_type, resource_id, version_id))
+        current = self.read(resource_type, resource_id)
+        if current is not None and current.version_id == version_id:
+            return current
+        h = _HIST.c
+        old = self._connection().execute(
+            sa.select(h.version_id, h.last_updated, h.json, h.deleted).where(
+                h.resource_type == resource_type, h.id == resource_id, h.version_id == version_id
+            )
+        ).first()
         if old is None:
             return None
-        return StoredResource(resource_type, resource_id, old.version_id, old.last_updated, old.json_bytes, old.deleted)
+        return StoredResource(resource_type, resource_id, old[0], old[1], old[2], old[3])
 
     def history(self, resource_type: str, resource_id: str) -> list[StoredResource]:
         """Every version, newest first."""
+        h = _HIST.c
         query = (
-            select(FhirResourceHistoryRow)
-            .where(FhirResourceHistoryRow.resource_type == resource_type, FhirResourceHistoryRow.id == resource_id)
-            .order_by(col(FhirResourceHistoryRow.version_id).desc())
+            sa.select(h.version_id, h.last_updated, h.json, h.deleted)
+            .where(h.resource_type == resource_type, h.id == resource_id)
+            .order_by(h.version_id.desc())
         )
-        older = [
-            StoredResource(resource_type, resource_id, r.version_id, r.last_updated, r.json_bytes, r.deleted)
-            for r in self._session.exec(query)
-        ]
+        older = [StoredResource(resource_type, resource_id, r[0], r[1], r[2], r[3]) for r in self._connection().execute(query)]
         current = self.read(resource_type, resource_id)
         return ([current] if current else []) + older
 
     def by_source(self, kind: str, clinic_id: str, key: str) -> list[StoredResource]:
-        query = (
-            select(FhirResourceRow)
-            .where(
-                FhirResourceRow.source_kind == kind,
-                FhirResourceRow.source_clinic_id == clinic_id,
-                FhirResourceRow.source_key == key,
-            )
-            .order_by(col(FhirResourceRow.resource_type), col(FhirResourceRow.id))
+        rows = self._connection().execute(
+            _SELECT_BY_SOURCE, {"source_kind": kind, "source_clinic_id": clinic_id, "source_key": key}
         )
-        return [_stored(r) for r in self._session.exec(query)]
+        return [_stored(r) for r in rows]
 
     def for_patient(self, patient_id: str) -> list[StoredResource]:
         query = (
-            select(FhirResourceRow)
-            .where(FhirResourceRow.patient_id == patient_id)
-            .order_by(col(FhirResourceRow.resource_type), col(FhirResourceRow.date_start), col(FhirResourceRow.id))
+            sa.select(*_RESOURCE_COLUMNS)
+            .where(_RES.c.patient_id == patient_id)
+            .order_by(_RES.c.resource_type, _RES.c.date_start, _RES.c.id)
         )
-        return [_stored(r) for r in self._session.exec(query)]
+        return [_stored(r) for r in self._connection().execute(query)]
 
     def tokens(self, resource_type: str, resource_id: str) -> set[tuple[str, str, str]]:
-        query = select(FhirSearchTokenRow).where(
-            FhirSearchTokenRow.resource_type == resource_type, FhirSearchTokenRow.resource_id == resource_id
-        )
-        return {(t.param, t.system, t.value) for t in self._session.exec(query)}
+        t = _TOKEN.c
+        query = sa.select(t.param, t.system, t.value).where(t.resource_type == resource_type, t.resource_id == resource_id)
+        return {(r[0], r[1], r[2]) for r in self._connection().execute(query)}
 
     def count(self) -> int:
-        return self._session.exec(select(sa.func.count()).select_from(FhirResourceRow)).one()
+        return int(self._connection().execute(sa.select(sa.func.count()).select_from(_RES)).scalar_one())
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -351,19 +650,27 @@ class StoredResponse:
     body: bytes
 
 
+_SELECT_IDEMPOTENCY = sa.select(_IDEM.c.request_hash, _IDEM.c.status, _IDEM.c.body).where(
+    _IDEM.c.key == sa.bindparam("key"), _IDEM.c.scope == sa.bindparam("scope")
+)
+_INSERT_IDEMPOTENCY = sa.insert(_IDEM)
+
+
 class IdempotencyRepository:
     """Responses of requests sent with an `Idempotency-Key`, per (key, scope)."""
 
     def __init__(self, session: Session, clock: Clock) -> None:
         self._session = session
         self._clock = clock
+        self._cached_connection: sa.Connection | None = None
 
     def get(self, key: str, scope: str) -> StoredResponse | None:
-        row = self._session.get(IdempotencyKeyRow, (key, scope))
-        return StoredResponse(row.request_hash, row.status, row.body) if row else None
+        row = _connection_of(self).execute(_SELECT_IDEMPOTENCY, {"key": key, "scope": scope}).first()
+        return StoredResponse(row[0], row[1], row[2]) if row is not None else None
 
     def save(self, key: str, scope: str, *, request_hash: str, status: str, body: bytes) -> None:
-        self._session.add(
-            IdempotencyKeyRow(key=key, scope=scope, request_hash=request_hash, status=status, body=body, created_at=self._clock())
+        _connection_of(self).execute(
+            _INSERT_IDEMPOTENCY,
+            {"key": key, "scope": scope, "request_hash": request_hash, "status": status, "body": body,
+             "created_at": self._clock()},
         )
-        self._session.flush()

@@ -182,6 +182,7 @@ class DependencyState:
     status: str
     sent_version_id: int | None
     last_error: str | None
+    next_attempt_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -566,11 +567,14 @@ class SyncStore:
         with self._tx(write=False) as s:
             for chunk in _chunks(keys, 400):
                 for r in s.execute(
-                    sa.select(D.c.resource_type, D.c.resource_id, D.c.status, D.c.sent_version_id, D.c.last_error).where(
+                    sa.select(D.c.resource_type, D.c.resource_id, D.c.status, D.c.sent_version_id, D.c.last_error,
+                              D.c.next_attempt_at).where(
                         D.c.target == target, sa.tuple_(D.c.resource_type, D.c.resource_id).in_(chunk)
                     )
                 ):
-                    out[(r.resource_type, r.resource_id)] = DependencyState(r.status, r.sent_version_id, r.last_error)
+                    out[(r.resource_type, r.resource_id)] = DependencyState(
+                        r.status, r.sent_version_id, r.last_error, r.next_attempt_at
+                    )
         return out
 
     def id_map(self, target: str, keys: Iterable[Key]) -> dict[Key, str]:

@@ -85,7 +85,7 @@ class SqlUnitOfWork(UnitOfWork):
             self._session.connection(execution_options={"sqlite_begin": "immediate"})
         self.records = RecordRepository(self._session, self._transaction_now)
         self.resources = FhirResourceRepository(self._session, self._transaction_now)
-        self.outbox = Outbox(self._session, self._transaction_now)
+        self.outbox = Outbox(self._session, self._transaction_now, batched=True)
         self.idempotency = IdempotencyRepository(self._session, self._transaction_now)
         self.search = FhirSearchRepository(self._session)
         self.coverage = CoverageRepository(self._session, self._transaction_now)
@@ -95,6 +95,7 @@ class SqlUnitOfWork(UnitOfWork):
         session, self._session = self._session, None
         if session is None:
             return
+        self.outbox.discard()
         try:
             session.rollback()  # no-op after commit; discards anything uncommitted
         finally:
@@ -106,12 +107,14 @@ class SqlUnitOfWork(UnitOfWork):
         if self._session is None:
             raise RuntimeError("unit of work is not open")
         try:
+            self.outbox.flush()  # the transaction's outbox rows, one statement
             self._session.commit()
         except IntegrityError as error:
             raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
 
     def rollback(self) -> None:
         if self._session is not None:
+            self.outbox.discard()
             self._session.rollback()
 
 

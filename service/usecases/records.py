@@ -13,7 +13,7 @@ import binascii
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import orjson
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ from ..domain.scoring import Instrument
 from ..fhir import MappingContext, map_record
 from ..fhir.outcomes import outcome_observations
 from ..store import UnitOfWork, canonical_json, content_hash
-from ..store.repository import StoredRecord
+from ..store.repository import ResourceInput, StoredRecord
 from ..store.unit_of_work import ConcurrentWriteError
 from .codes import check_codes
 from .errors import (
@@ -148,10 +148,17 @@ def validate_record(kind: str, payload: Any) -> DomainRecord:
         raise invalid_record(error, spec.model) from None
 
 
-def _clinic_of(uow: UnitOfWork, record: DomainRecord) -> Clinic:
+RecordKey = tuple[str, str, str]
+"""(kind, clinic_id, key) of a stored record."""
+
+
+def _clinic_of(uow: UnitOfWork, record: DomainRecord, found: Mapping[RecordKey, StoredRecord] | None = None) -> Clinic:
     if isinstance(record, Clinic):
         return record
-    stored = uow.records.get("clinics", record.clinic_id, record.clinic_id)
+    key = ("clinics", record.clinic_id, record.clinic_id)
+    stored = found.get(key) if found is not None else None
+    if stored is None:
+        stored = uow.records.get(*key)
     if stored is None:
         raise MissingReference(
             f"clinic {record.clinic_id!r} does not exist",
@@ -160,12 +167,28 @@ def _clinic_of(uow: UnitOfWork, record: DomainRecord) -> Clinic:
     return Clinic.model_validate(stored.data)
 
 
-def check_references(uow: UnitOfWork, kind: str, record: DomainRecord) -> None:
-    """Every reference field must name an existing record of its target kind in the same
-    clinic (and, for patient records, of the same patient)."""
+def reference_keys(kind: str, record: DomainRecord) -> list[RecordKey]:
+    """The records `check_references` looks up: the clinic and every reference field's target."""
     spec = record_kind(kind)
+    keys: list[RecordKey] = [] if kind == "clinics" else [("clinics", record.clinic_id, record.clinic_id)]
+    for name, target in spec.references.items():
+        value = getattr(record, name, None)
+        if value is not None:
+            keys.append((target, record.clinic_id, value))
+    return keys
+
+
+def check_references(
+    uow: UnitOfWork, kind: str, record: DomainRecord, found: Mapping[RecordKey, StoredRecord] | None = None
+) -> None:
+    """Every reference field must name an existing record of its target kind in the same
+    clinic (and, for patient records, of the same patient). `found` holds the records of
+    `reference_keys` already read in this unit of work (else they are read here, in one query)."""
+    spec = record_kind(kind)
+    if found is None:
+        found = uow.records.get_many(reference_keys(kind, record))
     errors: list[FieldError] = []
-    if kind != "clinics" and not uow.records.exists("clinics", record.clinic_id, record.clinic_id):
+    if kind != "clinics" and ("clinics", record.clinic_id, record.clinic_id) not in found:
         errors.append(FieldError("clinic_id", f"no clinic with id {record.clinic_id!r}"))
     else:
         patient_id = getattr(record, "patient_id", None)
@@ -173,7 +196,7 @@ def check_references(uow: UnitOfWork, kind: str, record: DomainRecord) -> None:
             value = getattr(record, name, None)
             if value is None:
                 continue
-            stored = uow.records.get(target, record.clinic_id, value)
+            stored = found.get((target, record.clinic_id, value))
             if stored is None:
                 errors.append(FieldError(name, f"no {target} record {value!r} in clinic {record.clinic_id!r}"))
             elif (
@@ -278,9 +301,11 @@ def _put_once(
                         [FieldError("Idempotency-Key", "already used for a different request")],
                     )
                 return PutResult.from_document(orjson.loads(earlier.body), replayed=True)
-        check_references(uow, kind, record)
+        own = (kind, record.clinic_id, record.id)
+        found = uow.records.get_many([*reference_keys(kind, record), own])  # one query for all of them
+        check_references(uow, kind, record, found)
         _check_codes(kind, record)
-        existing = uow.records.get(kind, record.clinic_id, record.id)
+        existing = found.get(own)
         digest = content_hash(canonical_json(data))
         if existing is not None and existing.content_hash == digest:
             result = PutResult(
@@ -293,7 +318,7 @@ def _put_once(
                 [FieldError("id", "a record with this id already exists")],
             )
         else:
-            result = _write(uow, kind, record, data, existing, outcome_rules)
+            result = _write(uow, kind, record, data, existing, outcome_rules, found)
         if idempotency_key is not None:
             uow.idempotency.save(
                 idempotency_key, scope, request_hash=request_hash, status=result.status.value,
@@ -305,34 +330,35 @@ def _put_once(
 
 def _write(
     uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existing: StoredRecord | None,
-    outcome_rules: OutcomeRules = DEFAULT_RULES,
+    outcome_rules: OutcomeRules = DEFAULT_RULES, found: Mapping[RecordKey, StoredRecord] | None = None,
 ) -> PutResult:
-    clinic = _clinic_of(uow, record)
+    """Store the record and its resources: `existing` is its stored version (None if new) and
+    `found` the records read for the reference check (the clinic among them)."""
+    clinic = _clinic_of(uow, record, found)
     resources = _map(record, clinic, uow.now)
-    stored = uow.records.save(kind, record.clinic_id, record.id, patient_key=getattr(record, "patient_id", None), data=data)
+    stored = uow.records.save(
+        kind, record.clinic_id, record.id, patient_key=getattr(record, "patient_id", None), data=data, current=existing
+    )
     source = (kind, record.clinic_id, record.id)
-    refs: list[ResourceRef] = []
-    written: set[tuple[str, str]] = set()
-    for resource in resources:
-        write = uow.resources.save(resource, clinic_id=record.clinic_id, source=source)
-        written.add((write.resource_type, write.id))
-        refs.append(ResourceRef(write.resource_type, write.id, write.version_id))
+    items = [ResourceInput(resource, record.clinic_id, source) for resource in resources]
+    if isinstance(record, QuestionnaireAnswers) and record.instrument in OUTCOME_INSTRUMENTS:
+        items += [
+            ResourceInput(resource, record.clinic_id, outcome_source)
+            for resource, outcome_source in _outcome_resources(uow, record, clinic, outcome_rules)
+        ]
+    # one batch: every resource (a new version only when its content changed), then the
+    # resources this record produced before but no longer does (e.g. a vital sign removed)
+    batch = uow.resources.save_many(items, prune_source=source)
+    refs = [
+        ResourceRef(write.resource_type, write.id, write.version_id)
+        for write, item in zip(batch.writes, items)
+        if item.source == source
+    ]
+    for write in batch.writes:
         if write.changed:
             uow.outbox.append(write)
-    if isinstance(record, QuestionnaireAnswers) and record.instrument in OUTCOME_INSTRUMENTS:
-        for resource, outcome_source in _outcome_resources(uow, record, clinic, outcome_rules):
-            write = uow.resources.save(resource, clinic_id=record.clinic_id, source=outcome_source)
-            if outcome_source == source:
-                written.add((write.resource_type, write.id))
-                refs.append(ResourceRef(write.resource_type, write.id, write.version_id))
-            if write.changed:
-                uow.outbox.append(write)
-    # resources this record produced before but no longer does (e.g. a vital sign removed)
-    for old in uow.resources.by_source(*source):
-        if (old.resource_type, old.id) not in written:
-            gone = uow.resources.delete(old.resource_type, old.id)
-            if gone is not None:
-                uow.outbox.append(gone)
+    for gone in batch.deleted:
+        uow.outbox.append(gone)
     status = WriteStatus.CREATED if existing is None else WriteStatus.UPDATED
     return PutResult(kind, stored.data, stored.version, status, refs)
 

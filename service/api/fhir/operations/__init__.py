@@ -1,0 +1,1 @@
+"""FHIR operations, one module per `$operation` (each with `register(router, registry)`)."""

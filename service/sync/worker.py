@@ -1,0 +1,620 @@
+"""The outbox worker: outbox -> per-target delivery rows -> the EHR, exactly once per resource
+at its newest version, in an order the EHR accepts.
+
+One worker process runs `concurrency` lanes (threads). Each lane, per target: takes new outbox
+rows into `sync_delivery` (ingest), claims a batch of partitions (patients, or a clinic's
+shared resources) with a lease, and sends the batch:
+
+1. Dependencies: a resource's references inside the batch are sent first (topological order
+   by reference, ties by outbox order); references outside the batch must already be on the
+   target (any version), else the resource waits (deferred, no attempt counted); a reference
+   to a dead letter makes it a dead letter too, `blocked_by` that one (replaying the
+   dependency replays it).
+2. Sending: transaction Bundles chunked to the target's declared limits when its
+   CapabilityStatement says it takes transactions, else one PUT per resource; for targets that
+   assign their own ids (`id_policy=server`) conditional updates on the business identifier,
+   with references rewritten through `sync_id_map`. Deletions are DELETEs.
+3. Failures: temporary ones back off (full jitter, Retry-After honoured) and count toward
+   the per-target circuit breaker; anything that depends on a failed resource waits with it;
+   a transaction refused as a whole (4xx) is re-sent resource by resource so one bad resource
+   blocks nothing else; permanent refusals become dead letters with the OperationOutcome text.
+
+PostgreSQL: any number of worker processes share the work (partition leases, SKIP LOCKED).
+SQLite: one worker process, enforced with a lock row (a holder whose process on this host is
+gone, or whose heartbeat is stale, is replaced).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import orjson
+
+from ..store.sync_repository import Claim, ClaimedItem, Outcome, SyncStore, utc_now
+from . import bundles
+from .client import Capabilities, FhirTargetClient, Written
+from .errors import FatalTargetError, PermanentError, TemporaryError
+from .retry import CircuitBreaker, RetryPolicy
+from .settings import SyncSettings
+from .targets import TargetConfig
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+SQLITE_LOCK = "sqlite-single-worker"
+
+
+class WorkerRefused(RuntimeError):
+    """Another worker holds the SQLite single-worker lock."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 4
+    batch_items: int = 400
+    batch_partitions: int = 50
+    max_bundle_entries: int = 0
+    lease_seconds: float = 60.0
+    poll_seconds: float = 1.0
+    defer_seconds: float = 1.0
+    gap_timeout_seconds: float = 120.0
+    lock_stale_seconds: float = 60.0
+    http_timeout_seconds: float = 30.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, s: SyncSettings) -> "WorkerOptions":
+        return cls(
+            concurrency=s.worker_concurrency, batch_items=s.worker_batch_items, batch_partitions=s.worker_batch_partitions,
+            max_bundle_entries=s.worker_max_bundle_entries,
+            lease_seconds=s.worker_lease_seconds, poll_seconds=s.worker_poll_seconds, defer_seconds=s.worker_defer_seconds,
+            gap_timeout_seconds=s.worker_gap_timeout_seconds, lock_stale_seconds=s.worker_lock_stale_seconds,
+            http_timeout_seconds=s.http_timeout_seconds,
+            policy=RetryPolicy(base_seconds=s.retry_base_seconds, cap_seconds=s.retry_cap_seconds,
+                               max_attempts=s.retry_max_attempts),
+            breaker_threshold=s.breaker_threshold, breaker_cooldown_seconds=s.breaker_cooldown_seconds,
+        )
+
+
+class TargetRuntime:
+    """A target with its client, circuit breaker and (fetched once) capabilities."""
+
+    def __init__(self, config: TargetConfig, client: FhirTargetClient, breaker: CircuitBreaker) -> None:
+        self.config = config
+        self.client = client
+        self.breaker = breaker
+        self._caps: Capabilities | None = None
+        self._caps_lock = threading.Lock()
+        self._ingest_lock = threading.Lock()
+        self.last_ingest = 0.0
+        self.caught_up = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def capabilities(self) -> Capabilities:
+        with self._caps_lock:
+            if self._caps is None:
+                self._caps = self.client.capabilities()
+            return self._caps
+
+
+@dataclass
+class RunReport:
+    batches: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    deferred: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    fatal: str | None = None
+
+    def add(self, outcomes: Sequence[Outcome]) -> None:
+        self.batches += 1
+        for o in outcomes:
+            if o.kind == "sent":
+                self.sent += 1
+            elif o.kind == "retry":
+                self.retried += 1
+            elif o.kind == "dead":
+                self.dead += 1
+            else:
+                self.deferred += 1
+
+
+@dataclass
+class _Batch:
+    """The working state of one claimed batch."""
+
+    runtime: TargetRuntime
+    claim: Claim
+    items: dict[Key, ClaimedItem]
+    bodies: dict[Key, dict[str, Any]]
+    refs: dict[Key, set[Key]]
+    outcomes: dict[Key, Outcome] = field(default_factory=dict)
+    failed_until: dict[Key, dt.datetime] = field(default_factory=dict)
+    """Keys that did not get through in this batch, with when they may be tried again."""
+    id_map: dict[Key, str] = field(default_factory=dict)
+    new_ids: dict[Key, str] = field(default_factory=dict)
+    renewed_at: float = 0.0
+    lease_lost: bool = False
+    dead_keys: set[Key] = field(default_factory=set)
+    blocked_root: dict[Key, Key] = field(default_factory=dict)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SyncWorker:
+    def __init__(
+        self,
+        store: SyncStore,
+        targets: Sequence[TargetConfig],
+        options: WorkerOptions | None = None,
+        *,
+        worker_id: str | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        client_factory: Callable[[TargetConfig], FhirTargetClient] | None = None,
+    ) -> None:
+        self.store = store
+        self.options = options or WorkerOptions()
+        self.worker_id = worker_id or f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.rng = rng
+        factory = client_factory or (lambda t: FhirTargetClient(t, timeout=self.options.http_timeout_seconds))
+        self.runtimes = [
+            TargetRuntime(
+                t, factory(t),
+                CircuitBreaker(self.options.breaker_threshold, self.options.breaker_cooldown_seconds, clock=monotonic),
+            )
+            for t in targets
+            if t.enabled
+        ]
+        self.report = RunReport()
+        self._report_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._holds_lock = False
+
+    # ------------------------------------------------------------------ running
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def acquire_single_worker_lock(self) -> None:
+        """SQLite: only one worker process at a time. Raises WorkerRefused when taken."""
+        if not self.store.is_sqlite:
+            return
+        ok, holder = self.store.acquire_lock(
+            SQLITE_LOCK, self.worker_id, socket.gethostname()[:255], os.getpid(),
+            stale_seconds=self.options.lock_stale_seconds, pid_alive=_pid_alive,
+        )
+        if not ok:
+            raise WorkerRefused(f"another sync worker is running on this SQLite database: {holder}")
+        if not self._holds_lock:
+            self._holds_lock = True
+            released = self.store.release_all_leases()
+            if released:
+                log.info("took over the SQLite worker lock; %d in-flight items made claimable again", released)
+
+    def run(self, *, until_idle: bool = False, max_seconds: float | None = None) -> RunReport:
+        """Run the lanes until stopped (or, with until_idle, until nothing is left to send but
+        dead letters)."""
+        self.acquire_single_worker_lock()
+        for rt in self.runtimes:
+            self.store.ensure_cursor(rt.name)
+        deadline = self.monotonic() + max_seconds if max_seconds else None
+        heartbeat = threading.Thread(target=self._heartbeat, name="sync-heartbeat", daemon=True)
+        heartbeat.start()
+        lanes = [
+            threading.Thread(target=self._lane, args=(index, until_idle, deadline), name=f"sync-lane-{index}", daemon=True)
+            for index in range(self.options.concurrency)
+        ]
+        for lane in lanes:
+            lane.start()
+        try:
+            for lane in lanes:
+                while lane.is_alive():
+                    lane.join(0.5)
+        except KeyboardInterrupt:
+            self._stop.set()
+            for lane in lanes:
+                lane.join()
+        finally:
+            self._stop.set()
+            if self._holds_lock:
+                self.store.release_lock(SQLITE_LOCK, self.worker_id)
+                self._holds_lock = False
+            for rt in self.runtimes:
+                rt.client.close()
+        counts = self.store.status_counts()
+        self.report.dead_letters = {t: c.get("dead", 0) for t, c in counts.items() if c.get("dead")}
+        return self.report
+
+    def _heartbeat(self) -> None:
+        interval = max(0.5, self.options.lock_stale_seconds / 4)
+        while not self._stop.wait(interval):
+            if self.store.is_sqlite:
+                try:
+                    self.acquire_single_worker_lock()
+                except WorkerRefused:
+                    log.error("lost the SQLite worker lock; stopping")
+                    self._stop.set()
+                except Exception:  # noqa: BLE001 - a failed heartbeat is retried next interval
+                    log.warning("worker heartbeat failed", exc_info=True)
+
+    def _lane(self, index: int, until_idle: bool, deadline: float | None) -> None:
+        try:
+            while not self._stop.is_set():
+                if deadline is not None and self.monotonic() >= deadline:
+                    self._stop.set()
+                    return
+                worked = 0
+                count = len(self.runtimes)
+                for offset in range(count):
+                    rt = self.runtimes[(index + offset) % count]
+                    worked += self.step(rt)
+                if worked:
+                    continue
+                if until_idle and self.idle():
+                    self._stop.set()
+                    return
+                self._stop.wait(self.options.poll_seconds)
+        except FatalTargetError as error:
+            log.error("sync worker stopping: %s", error)
+            self.report.fatal = str(error)
+            self._stop.set()
+        except Exception:
+            log.exception("sync lane %d crashed", index)
+            self.report.fatal = self.report.fatal or "a sync lane crashed (see the log)"
+            self._stop.set()
+
+    def idle(self) -> bool:
+        """Nothing left to send on any target (dead letters aside) and the outbox fully taken in."""
+        for rt in self.runtimes:
+            self.ingest(rt, force=True)
+            if not rt.caught_up:
+                return False
+            counts = self.store.status_counts(rt.name).get(rt.name, {})
+            if counts.get("pending", 0) or counts.get("sending", 0) or counts.get("retrying", 0):
+                return False
+        return True
+
+    def ingest(self, rt: TargetRuntime, *, force: bool = False) -> None:
+        now = self.monotonic()
+        if not force and now - rt.last_ingest < min(0.25, self.options.poll_seconds):
+            return
+        if not rt._ingest_lock.acquire(blocking=force):
+            return
+        try:
+            while True:
+                result = self.store.ingest(
+                    rt.name, rt.config.resource_types or None, gap_timeout=self.options.gap_timeout_seconds
+                )
+                rt.last_ingest = self.monotonic()
+                rt.caught_up = result.caught_up
+                if result.caught_up or not force:
+                    break
+        finally:
+            rt._ingest_lock.release()
+
+    def step(self, rt: TargetRuntime) -> int:
+        """Ingest, claim one batch for `rt` and send it. Returns the number of items handled."""
+        if rt.breaker.seconds_until_probe() > 0:
+            return 0
+        self.ingest(rt)
+        claim = self.store.claim(
+            rt.name, self.worker_id, max_items=self.options.batch_items,
+            max_partitions=self.options.batch_partitions, lease_seconds=self.options.lease_seconds,
+        )
+        if not claim.items:
+            return 0
+        outcomes, new_ids = self.process(rt, claim)
+        self.store.complete(rt.name, self.worker_id, outcomes, claim.partitions, new_ids)
+        with self._report_lock:
+            self.report.add(outcomes)
+        kinds: dict[str, int] = {}
+        for o in outcomes:
+            kinds[o.kind] = kinds.get(o.kind, 0) + 1
+        log.info("sync target %s: batch of %d items: %s", rt.name, len(claim.items), kinds)
+        return len(claim.items)
+
+    # ------------------------------------------------------------------ one batch
+
+    def process(self, rt: TargetRuntime, claim: Claim) -> tuple[list[Outcome], dict[Key, str]]:
+        items = {i.key: i for i in claim.items}
+        bodies: dict[Key, dict[str, Any]] = {}
+        refs: dict[Key, set[Key]] = {}
+        for item in claim.items:
+            if item.deleted or item.json is None:
+                refs[item.key] = set()
+            else:
+                body = orjson.loads(item.json)
+                bodies[item.key] = body
+                refs[item.key] = bundles.references(body) - {item.key}
+        batch = _Batch(rt, claim, items, bodies, refs, renewed_at=self.monotonic())
+        now = self.clock()
+        try:
+            caps = rt.capabilities()
+        except TemporaryError as error:
+            rt.breaker.record_failure()
+            for key in items:
+                self._retry(batch, key, error, now)
+            return list(batch.outcomes.values()), {}
+        except PermanentError as error:
+            raise FatalTargetError(f"target {rt.name}: cannot read its CapabilityStatement ({error.message})") from None
+
+        order = bundles.dependency_order(list(items), refs, {k: i.seq for k, i in items.items()})
+        self._check_external_dependencies(batch, order, now)
+        if rt.config.id_policy == "server":
+            wanted = set(items) | set().union(*refs.values())
+            batch.id_map = self.store.id_map(rt.name, wanted)
+        upserts = [k for k in order if k not in batch.outcomes and not items[k].deleted]
+        deletes = [k for k in reversed(order) if k not in batch.outcomes and items[k].deleted]
+        sendable = upserts + deletes
+        if caps.transactions:
+            self._send_transactions(batch, sendable, caps)
+        else:
+            self._send_each(batch, sendable)
+        return list(batch.outcomes.values()), batch.new_ids
+
+    def _check_external_dependencies(self, batch: _Batch, order: list[Key], now: dt.datetime) -> None:
+        external = set().union(*batch.refs.values()) - set(batch.items) if batch.refs else set()
+        states = self.store.dependency_states(batch.runtime.name, external) if external else {}
+        blocked: dict[Key, str] = {}
+        waiting: set[Key] = set()
+        later = now + dt.timedelta(seconds=self.options.defer_seconds)
+        wait_until: dict[Key, dt.datetime] = {}
+        for key in order:
+            for dep in batch.refs[key]:
+                if dep in batch.items:
+                    if dep in blocked:
+                        blocked[key] = blocked[dep]
+                    elif dep in waiting:
+                        waiting.add(key)
+                        wait_until[key] = max(wait_until.get(key, later), wait_until.get(dep, later))
+                    continue
+                state = states.get(dep)
+                if state is None or state.sent_version_id is not None:
+                    continue  # not ours to send (or excluded), or already on the target
+                if state.status == "dead":
+                    blocked[key] = f"{dep[0]}/{dep[1]}"
+                else:  # wait for it; no sooner than its own next attempt
+                    waiting.add(key)
+                    due = state.next_attempt_at if state.status == "retrying" and state.next_attempt_at else later
+                    wait_until[key] = max(wait_until.get(key, later), due, later)
+            if key in blocked:
+                waiting.discard(key)
+        for key, dep in blocked.items():
+            batch.outcomes[key] = Outcome(
+                key, "dead", batch.items[key].version_id, attempts=batch.items[key].attempts,
+                error=f"waiting on {dep}, which is a dead letter (replay it to send this too)", blocked_by=dep,
+            )
+        for key in waiting:
+            until = wait_until.get(key, later)
+            batch.outcomes[key] = Outcome(key, "defer", batch.items[key].version_id, next_attempt_at=until,
+                                          error="waiting for a referenced resource to reach the target")
+            batch.failed_until[key] = until
+
+    # ------------------------------------------------------------------ sending
+
+    def _blocked_by_failure(self, batch: _Batch, key: Key) -> bool:
+        """Defer `key` if something it refers to did not get through in this batch."""
+        failed = [batch.failed_until[d] for d in batch.refs[key] if d in batch.failed_until]
+        if not failed:
+            return False
+        dead = sorted(d for d in batch.refs[key] if d in batch.dead_keys)
+        if dead:
+            blocker = batch.blocked_root.get(dead[0], dead[0])
+            batch.outcomes[key] = Outcome(
+                key, "dead", batch.items[key].version_id, attempts=batch.items[key].attempts,
+                error=f"waiting on {blocker[0]}/{blocker[1]}, which is a dead letter (replay it to send this too)",
+                blocked_by=f"{blocker[0]}/{blocker[1]}",
+            )
+            batch.dead_keys.add(key)
+            batch.blocked_root[key] = blocker
+            batch.failed_until[key] = max(failed)
+            return True
+        until = max(failed)
+        batch.outcomes[key] = Outcome(key, "defer", batch.items[key].version_id, next_attempt_at=until)
+        batch.failed_until[key] = until
+        return True
+
+    def _lease_ok(self, batch: _Batch) -> bool:
+        if batch.lease_lost:
+            return False
+        if self.monotonic() - batch.renewed_at > self.options.lease_seconds / 3:
+            if not self.store.renew(batch.runtime.name, self.worker_id, batch.claim.partitions, self.options.lease_seconds):
+                log.warning("sync target %s: lease lost; leaving the rest of the batch", batch.runtime.name)
+                batch.lease_lost = True
+                return False
+            batch.renewed_at = self.monotonic()
+        return True
+
+    def _breaker_defer(self, batch: _Batch, keys: Sequence[Key]) -> None:
+        wait = max(self.options.defer_seconds, batch.runtime.breaker.seconds_until_probe())
+        until = self.clock() + dt.timedelta(seconds=wait)
+        for key in keys:
+            if key not in batch.outcomes:
+                batch.outcomes[key] = Outcome(key, "defer", batch.items[key].version_id, next_attempt_at=until,
+                                              error="circuit breaker open")
+                batch.failed_until[key] = until
+
+    def _retry(self, batch: _Batch, key: Key, error: TemporaryError, now: dt.datetime | None = None) -> None:
+        item = batch.items[key]
+        attempts = item.attempts + 1
+        now = now or self.clock()
+        if self.options.policy.gives_up(attempts):
+            batch.outcomes[key] = Outcome(key, "dead", item.version_id, attempts=attempts,
+                                          error=f"gave up after {attempts} attempts; last: {error.message}")
+            batch.failed_until[key] = now + dt.timedelta(days=3650)
+            batch.dead_keys.add(key)
+            return
+        delay = self.options.policy.delay(attempts, error.retry_after, self.rng)
+        until = now + dt.timedelta(seconds=delay)
+        batch.outcomes[key] = Outcome(key, "retry", item.version_id, attempts=attempts, next_attempt_at=until,
+                                      error=error.message)
+        batch.failed_until[key] = until
+
+    def _dead(self, batch: _Batch, key: Key, error: PermanentError) -> None:
+        item = batch.items[key]
+        batch.outcomes[key] = Outcome(key, "dead", item.version_id, attempts=item.attempts + 1, error=error.message)
+        batch.failed_until[key] = self.clock() + dt.timedelta(days=3650)
+        batch.dead_keys.add(key)
+
+    def _sent(self, batch: _Batch, key: Key, written: Written) -> None:
+        item = batch.items[key]
+        if batch.runtime.config.id_policy == "server" and written.target_id and not item.deleted:
+            batch.id_map[key] = written.target_id
+            batch.new_ids[key] = written.target_id
+        target_id = written.target_id if not item.deleted else None
+        batch.outcomes[key] = Outcome(key, "sent", item.version_id, target_id=target_id,
+                                      target_version=written.target_version)
+
+    def _mapped(self, batch: _Batch) -> Callable[[Key], str | None]:
+        return lambda key: batch.id_map.get(key)
+
+    def _entry(self, batch: _Batch, key: Key) -> bundles.BundleEntry | None:
+        """The Bundle entry for `key`; None for a deletion the target never saw."""
+        item = batch.items[key]
+        config = batch.runtime.config
+        if item.deleted:
+            target_id = batch.id_map.get(key) if config.id_policy == "server" else key[1]
+            return bundles.delete_entry(key, target_id) if target_id else None
+        if config.id_policy == "server":
+            body, ident = bundles.for_server_ids(batch.bodies[key], self._mapped(batch))
+            return bundles.conditional_put_entry(key, body, ident)
+        return bundles.put_entry(batch.runtime.client.base, key, item.json or b"")
+
+    def _send_transactions(self, batch: _Batch, keys: list[Key], caps: Capabilities) -> None:
+        rt = batch.runtime
+        server = rt.config.id_policy == "server"
+        if server:
+            unsupported = [k for k in keys if not batch.items[k].deleted and not caps.supports_conditional_update(k[0])]
+            for key in unsupported:
+                self._dead(batch, key, PermanentError(None, f"target does not declare conditional update for {key[0]}"))
+            keys = [k for k in keys if k not in batch.outcomes]
+        size = caps.max_transaction_entries
+        if self.options.max_bundle_entries:
+            size = min(size, self.options.max_bundle_entries)
+        if server and caps.max_conditional_entries:  # a transaction with any conditional entry has a lower cap
+            size = min(size, caps.max_conditional_entries)
+        chunks = bundles.chunk(
+            keys, size, batch.refs, split_on_internal_refs=server,
+            conditional_limit=caps.max_conditional_entries if server else None,
+            is_conditional=(lambda k: not batch.items[k].deleted) if server else None,
+        )
+        for index, chunk_keys in enumerate(chunks):
+            ready = [k for k in chunk_keys if k not in batch.outcomes and not self._blocked_by_failure(batch, k)]
+            if not ready:
+                continue
+            if not self._lease_ok(batch):
+                return
+            entries: list[bundles.BundleEntry] = []
+            for key in ready:
+                entry = self._entry(batch, key)
+                if entry is None:
+                    self._sent(batch, key, Written(None, None))
+                else:
+                    entries.append(entry)
+            if not entries:
+                continue
+            if not rt.breaker.allow():
+                self._breaker_defer(batch, [k for c in chunks[index:] for k in c])
+                return
+            try:
+                responses = rt.client.transaction(bundles.transaction_bundle(entries))
+            except TemporaryError as error:
+                rt.breaker.record_failure()
+                now = self.clock()
+                for entry in entries:
+                    self._retry(batch, entry.key, error, now)
+                continue
+            except PermanentError as error:
+                rt.breaker.record_success()
+                log.info("sync target %s: transaction of %d refused (%s); sending one by one",
+                         rt.name, len(entries), error.status)
+                self._send_each(batch, [e.key for e in entries])
+                continue
+            rt.breaker.record_success()
+            for entry, response in zip(entries, responses + [{}] * (len(entries) - len(responses))):
+                written = bundles_written(response, entry, server)
+                self._sent(batch, entry.key, written)
+
+    def _send_each(self, batch: _Batch, keys: list[Key]) -> None:
+        rt = batch.runtime
+        client = rt.client
+        for position, key in enumerate(keys):
+            if key in batch.outcomes or self._blocked_by_failure(batch, key):
+                continue
+            if not self._lease_ok(batch):
+                return
+            entry = self._entry(batch, key)
+            if entry is None:
+                self._sent(batch, key, Written(None, None))
+                continue
+            if not rt.breaker.allow():
+                self._breaker_defer(batch, keys[position:])
+                return
+            try:
+                if entry.method == "DELETE":
+                    client.delete(key[0], entry.url.split("/", 1)[1])
+                    written = Written(None, None)
+                elif rt.config.id_policy == "server":
+                    written = client.conditional_put(key[0], _match_of(entry), entry.body or b"")
+                else:
+                    written = client.put(key[0], key[1], entry.body or b"")
+            except TemporaryError as error:
+                rt.breaker.record_failure()
+                self._retry(batch, key, error)
+                continue
+            except PermanentError as error:
+                rt.breaker.record_success()
+                log.info("sync target %s: %s/%s refused (HTTP %s)", rt.name, key[0], key[1], error.status)
+                self._dead(batch, key, error)
+                continue
+            rt.breaker.record_success()
+            self._sent(batch, key, written)
+
+
+def _match_of(entry: bundles.BundleEntry) -> tuple[str, str]:
+    from urllib.parse import unquote
+
+    param, _, token = entry.url.split("?", 1)[1].partition("=")
+    return param, unquote(token)
+
+
+def bundles_written(response: dict[str, Any], entry: bundles.BundleEntry, server: bool) -> Written:
+    from .client import written_from
+
+    written = written_from(response.get("location"), response.get("etag"))
+    if written.target_id is None and not server and entry.method == "PUT":
+        written = Written(entry.key[1], written.target_version)
+    return written
+
+
+def open_worker(store: SyncStore, targets: Sequence[TargetConfig], settings: SyncSettings, **kwargs: Any) -> SyncWorker:
+    return SyncWorker(store, targets, WorkerOptions.from_settings(settings), **kwargs)

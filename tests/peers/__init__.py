@@ -1,0 +1,1 @@
+"""Sync peers for integration tests: fixtures, fault proxy, and their own tests."""
