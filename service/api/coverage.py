@@ -140,13 +140,21 @@ def authorizations(services: ServicesDep, clinic_id: ClinicId, patient_id: Patie
     return json_response(uc.authorization_usage(services.uow(), clinic_id, patient_id, as_of))
 
 
-@router.get("/claims", operation_id="coverage_claims", summary="Claim documentation per session (JSON or superbill CSV)",
-            responses={200: {"content": {"text/csv": {}}}})
+@router.get("/claims", operation_id="coverage_claims", summary="Claim documentation per session (JSON, superbill CSV or PDF)",
+            responses={200: {"content": {"text/csv": {}, "application/pdf": {}}}})
 def claims(services: ServicesDep, clinic_id: ClinicId, patient_id: PatientId, session_id: str | None = None,
-           coverage_id: CoverageId = None, format: Literal["json", "csv"] = "json") -> Response:
+           coverage_id: CoverageId = None, format: Literal["json", "csv", "pdf"] = "json") -> Response:
     """Billing lines per administration session (codes, units, modifiers, NDC, diagnosis
     pointers, place of service, reason) and what the documentation does not support."""
-    docs, _, _ = uc.claim_documentation(services.uow(), clinic_id, patient_id, session_id, coverage_id)
+    docs, chart, coverage = uc.claim_documentation(services.uow(), clinic_id, patient_id, session_id, coverage_id)
+    if format == "pdf":
+        from ..coverage.claims import superbill
+        from ..coverage.superbill_pdf import render_superbill
+
+        bill = superbill(docs, chart, payer=coverage.payer if coverage else None,
+                         member_id=coverage.member_id if coverage else None, statement_date=dt.date.today())
+        return Response(render_superbill(bill), media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="superbill-{patient_id}.pdf"'})
     if format == "csv":
         return Response(superbill_csv(docs), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="superbill-{patient_id}.csv"'})

@@ -282,3 +282,42 @@ def fhir_claim(doc: ClaimDocumentation, chart: PatientChart, *, coverage_ref: st
     if not items:
         del claim["item"]
     return claim
+
+
+def superbill(docs: list[ClaimDocumentation], chart: PatientChart, *, payer: str | None = None,
+              member_id: str | None = None, statement_date: dt.date | None = None) -> "Superbill":
+    """The printable superbill (for out-of-network patients) of these sessions' claim documentation."""
+    from .superbill_pdf import Superbill, SuperbillLine
+
+    pointers: dict[str, str] = {}
+    for doc in docs:
+        for pointer, code, _ in doc.diagnoses:
+            pointers.setdefault(pointer, code)
+    practitioners = chart.practitioners
+    lines = tuple(
+        SuperbillLine(
+            service_date=line.service_date, code=line.code, units=line.units, modifiers=line.modifiers,
+            diagnosis_pointers=line.diagnosis_pointers, place_of_service=line.place_of_service,
+            rendering_npi=practitioners[line.rendering_practitioner].npi if line.rendering_practitioner in practitioners else None,
+            rendering_name=(
+                f"{practitioners[line.rendering_practitioner].given_names[0]} {practitioners[line.rendering_practitioner].family_name}"
+                if line.rendering_practitioner in practitioners else None
+            ),
+            ndc=line.ndc, ndc_quantity=line.ndc_quantity, ndc_unit=line.ndc_unit, description=line.reason,
+            session_id=doc.session_id,
+        )
+        for doc in docs
+        for line in doc.lines
+    )
+    clinic, patient = chart.clinic, chart.patient
+    address = clinic.address
+    return Superbill(
+        lines=lines,
+        diagnoses=tuple((p, c, None) for p, c in sorted(pointers.items())),
+        clinic_name=clinic.name, clinic_npi=clinic.npi, clinic_tax_id=clinic.tax_id,
+        clinic_address=", ".join([*address.line, address.city or "", address.state or ""]).strip(", ") if address else None,
+        clinic_phone=clinic.phone,
+        patient_name=f"{' '.join(patient.given_names)} {patient.family_name}", patient_birth_date=patient.birth_date,
+        patient_mrn=patient.mrn, payer=payer, member_id=member_id, statement_date=statement_date,
+        not_coded=tuple(f"{doc.session_id}: {gap.what} - {gap.reason}" for doc in docs for gap in doc.unsupported),
+    )

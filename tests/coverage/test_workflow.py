@@ -165,6 +165,13 @@ def test_claim_documentation_json_fhir_and_csv(services, assert_fhir_valid) -> N
     response = client.get("/api/v1/coverage/claims", params={"clinic_id": "riverbend", "patient_id": "pt-0001", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert response.status_code == 200 and rows[0]["code"] == "96365" and rows[0]["diagnosis_pointers"] == "A"
+    pdf = client.get("/api/v1/coverage/claims", params={"clinic_id": "riverbend", "patient_id": "pt-0001", "format": "pdf"})
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    from pypdf import PdfReader
+
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    for expected in ("Superbill", "Jordan Rivera", "96365", "J3490", "67457-108-10", "F33.2", "90837"):
+        assert expected in text, expected
 
 
 def test_claim_documentation_says_why_a_code_is_not_supported(services) -> None:

@@ -192,6 +192,8 @@ def test_billing_workflow_in_a_real_browser(page, billing_server: BillingServer)
     # back to the approved request for the screenshot
     _open(page, "pt-0001", "approved")
     expect(page.locator("#decision .preauth")).to_be_visible()
+    page.get_by_role("button", name="Build packet").click()
+    expect(page.locator("#detail-status")).to_contain_text("Packet")
     REPORTS.mkdir(exist_ok=True)
     page.screenshot(path=str(REPORTS / "billing-page.png"), full_page=True)
 

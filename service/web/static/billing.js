@@ -307,8 +307,8 @@
     el("td", { text: label(SERVICE_LABEL, row.service) }),
     el("td", { text: row.payer || "—" }),
     stateCell,
-    el("td", { text: usageText(row) }),
-    el("td", { text: dateText(row.period && row.period.end) }),
+    el("td", { class: "nowrap", text: usageText(row) }),
+    el("td", { class: "nowrap", text: dateText(row.period && row.period.end) }),
     el("td", {}, warnings),
     el("td", {}, el("button", {
       type: "button", class: "open", "aria-label": `Open ${who}, ${label(SERVICE_LABEL, row.service)}`,
@@ -469,10 +469,14 @@
       const links = (c.links || []).flatMap((link) => {
         const out = [];
         const api = withQuery(link.api, { clinic_id: model.clinicId });
-        if (api) out.push(el("a", { href: api, target: "_blank", rel: "noopener", text: link.label || link.api }));
+        if (api) {
+          out.push(el("a", { href: api, target: "_blank", rel: "noopener", title: `${link.kind} record ${link.key}`, text: link.key || link.api }));
+        }
+        // FHIR resources of the record (Provenance left out: it is the audit trail, not evidence)
         for (const ref of link.fhir || []) {
+          if (!/^[A-Za-z]+\/[A-Za-z0-9\-.]+$/.test(ref) || ref.startsWith("Provenance/")) continue;
           const href = safeHref(`/fhir/${ref}`);
-          if (href && /^[A-Za-z]+\/[A-Za-z0-9\-.]+$/.test(ref)) out.push(el("a", { href, target: "_blank", rel: "noopener", class: "fhir", text: ref }));
+          if (href) out.push(el("a", { href, target: "_blank", rel: "noopener", class: "fhir", title: ref, "aria-label": `FHIR ${ref}`, text: ref.split("/")[0] }));
         }
         return out;
       });
