@@ -19,6 +19,7 @@ Concurrency (PostgreSQL, any number of workers):
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -370,14 +371,44 @@ class SyncStore:
                 if key not in newest or newest[key].version_id < row.version_id:
                     newest[key] = row
             if newest:
-                self._upsert_deliveries(s, target, list(newest.values()), now)
+                owners = self._owning_patients(s, [r for r in newest.values() if not r.patient_id and not r.deleted])
+                rows_in = [_with_patient(r, owners.get((r.resource_type, r.resource_id))) for r in newest.values()]
+                self._upsert_deliveries(s, target, rows_in, now)
             return IngestResult(len(rows) + len(found), cursor.last_seq, len(gaps), len(rows) < batch)
+
+    def _owning_patients(self, s: Session, rows: list[Any]) -> dict[Key, str]:
+        """For resources of no patient that refer only to one patient's resources (a
+        Provenance of an Observation, say): that patient, so they travel in its partition
+        instead of making the clinic's shared partition wait on every patient."""
+        if not rows:
+            return {}
+        R = FhirResourceRow.__table__  # type: ignore[attr-defined]
+        keys = [(r.resource_type, r.resource_id) for r in rows]
+        refs: dict[Key, set[Key]] = {}
+        for chunk in _chunks(keys, 400):
+            for r in s.execute(sa.select(R.c.resource_type, R.c.id, R.c.json).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))):
+                found = {(m.group(1).decode(), m.group(2).decode()) for m in _REFERENCE.finditer(r.json)}
+                if found:
+                    refs[(r.resource_type, r.id)] = found
+        wanted = sorted(set().union(*refs.values())) if refs else []
+        patients: dict[Key, str | None] = {}
+        for chunk in _chunks(wanted, 400):
+            for r in s.execute(
+                sa.select(R.c.resource_type, R.c.id, R.c.patient_id).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))
+            ):
+                patients[(r.resource_type, r.id)] = r.id if r.resource_type == "Patient" else r.patient_id
+        owners: dict[Key, str] = {}
+        for key, found in refs.items():
+            owning = {patients.get(ref) for ref in found if ref in patients}
+            if len(owning) == 1 and None not in owning:
+                owners[key] = owning.pop()  # type: ignore[assignment]
+        return owners
 
     def _upsert_deliveries(self, s: Session, target: str, rows: list[Any], now: dt.datetime) -> None:
         values = []
         partitions = set()
         for r in sorted(rows, key=lambda r: (r.resource_type, r.resource_id)):
-            part = partition_of(r.patient_id, r.clinic_id)
+            part = partition_of(r.partition_patient, r.clinic_id)
             partitions.add(part)
             values.append(
                 dict(
@@ -452,13 +483,15 @@ class SyncStore:
                     sa.select(D.c.partition_key, first)
                     .where(D.c.target == target, self._due(now))
                     .group_by(D.c.partition_key)
-                    .order_by(first)
+                    # a clinic's shared resources (organization, practitioners, medications) first:
+                    # patients' resources refer to them, so whoever is free takes them along
+                    .order_by(sa.case((D.c.partition_key.like("clinic:%"), 0), else_=1), first)
                     .limit(max_partitions * 3)
                 )
             ]
             if not candidates:
                 return Claim([], [])
-            locked = [
+            free = {
                 r[0]
                 for r in s.execute(
                     sa.select(P.c.partition_key)
@@ -466,10 +499,12 @@ class SyncStore:
                         P.c.target == target, P.c.partition_key.in_(candidates),
                         sa.or_(P.c.lease_until.is_(None), P.c.lease_until < now),
                     )
-                    .limit(max_partitions)
                     .with_for_update(skip_locked=True)
                 )
-            ]
+            }
+            locked = [p for p in candidates if p in free]
+            shared = [p for p in locked if p.startswith("clinic:")]
+            locked = shared + [p for p in locked if not p.startswith("clinic:")][:max_partitions]
             if not locked:
                 return Claim([], [])
             s.execute(
@@ -905,6 +940,26 @@ class SyncStore:
                         )
                     )
         return result
+
+
+_REFERENCE = re.compile(rb'"reference":"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"')
+
+
+@dataclass(frozen=True)
+class _Ingested:
+    seq: int
+    resource_type: str
+    resource_id: str
+    version_id: int
+    deleted: bool
+    patient_id: str | None
+    clinic_id: str | None
+    partition_patient: str | None
+
+
+def _with_patient(row: Any, owner: str | None) -> _Ingested:
+    return _Ingested(row.seq, row.resource_type, row.resource_id, row.version_id, bool(row.deleted), row.patient_id,
+                     row.clinic_id, row.patient_id or owner)
 
 
 def _alive_refs(target: str) -> Any:

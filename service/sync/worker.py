@@ -66,6 +66,7 @@ class WorkerOptions:
     lease_seconds: float = 60.0
     poll_seconds: float = 1.0
     defer_seconds: float = 1.0
+    dependency_wait_seconds: float = 2.0
     gap_timeout_seconds: float = 120.0
     lock_stale_seconds: float = 60.0
     http_timeout_seconds: float = 30.0
@@ -384,6 +385,21 @@ class SyncWorker:
     def _check_external_dependencies(self, batch: _Batch, order: list[Key], now: dt.datetime) -> None:
         external = set().union(*batch.refs.values()) - set(batch.items) if batch.refs else set()
         states = self.store.dependency_states(batch.runtime.name, external) if external else {}
+        # A dependency being sent right now (another lane or worker holds it) is usually on the
+        # target within a round trip: wait a little, holding our lease, rather than give the
+        # whole batch back and claim it again.
+        started = self.monotonic()
+        while not self._stop.is_set():
+            unsent = [s for s in states.values() if s.sent_version_id is None and s.status != "dead"]
+            if not unsent or any(s.status != "sending" for s in unsent):
+                break
+            if self.monotonic() - started >= self.options.dependency_wait_seconds:
+                break
+            self._stop.wait(0.02)
+            if not self._lease_ok(batch):
+                break
+            states = self.store.dependency_states(batch.runtime.name, external)
+        now = self.clock()
         blocked: dict[Key, str] = {}
         waiting: set[Key] = set()
         later = now + dt.timedelta(seconds=self.options.defer_seconds)

@@ -297,6 +297,8 @@ def parse_search(
         warnings.append(OutcomeIssue("warning", "not-supported", f"{why}; it was ignored"))
 
     for key, value in params:
+        if "\x00" in key or "\x00" in value:
+            raise invalid("search parameters must not contain NUL characters")
         name, _, modifier = key.partition(":")
         if name == "_count":
             count = min(_integer("_count", value), MAX_COUNT)

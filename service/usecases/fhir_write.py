@@ -83,6 +83,8 @@ def _expression(resource_type: str, loc: Sequence[Any]) -> str:
 def structure_issues(resource: dict) -> list[OutcomeIssue]:
     """Problems the R4B models find, one issue per element (expression = FHIRPath)."""
     resource_type = resource.get("resourceType")
+    if b"\\u0000" in orjson.dumps(resource):
+        return [OutcomeIssue("error", "invalid", "NUL characters are not allowed in FHIR strings", (str(resource_type),))]
     try:
         r4.parse(resource)
     except ValidationError as error:

@@ -103,7 +103,10 @@ def clinic_header(request: Request) -> str | None:
 
 
 def query_items(request: Request) -> list[tuple[str, str]]:
-    return list(request.query_params.multi_items())
+    items = list(request.query_params.multi_items())
+    if any("\x00" in k or "\x00" in v for k, v in items):
+        raise FhirError.of(400, "query parameters must not contain NUL characters", "invalid")
+    return items
 
 
 SEARCH_QUERY_DOC = "FHIR search parameters (see the CapabilityStatement at /fhir/metadata)"

@@ -414,7 +414,9 @@
           el("th", { scope: "row" }, el("code", { text: item.code })),
           el("td", { text: item.decision || item.review_action || "—" }),
           el("td", { text: item.authorized_units === null || item.authorized_units === undefined ? "—" : String(item.authorized_units) }),
-          el("td", {}, (item.reasons || []).length ? el("ul", { class: "reasons" }, item.reasons.map((r) => el("li", { text: r }))) : "—")))));
+          el("td", {}, (item.reasons || []).length
+            ? el("ul", { class: item.decision === "approved" ? "notes" : "reasons" }, item.reasons.map((r) => el("li", { text: r })))
+            : "—")))));
       body.append(table);
     }
     const notes = [...(decision.notes || []), ...(decision.errors || [])];
