@@ -371,37 +371,50 @@ class SyncStore:
                 if key not in newest or newest[key].version_id < row.version_id:
                     newest[key] = row
             if newest:
-                owners = self._owning_patients(s, [r for r in newest.values() if not r.patient_id and not r.deleted])
+                owners = self._owning_patients(s, list(newest.values()))
                 rows_in = [_with_patient(r, owners.get((r.resource_type, r.resource_id))) for r in newest.values()]
                 self._upsert_deliveries(s, target, rows_in, now)
             return IngestResult(len(rows) + len(found), cursor.last_seq, len(gaps), len(rows) < batch)
 
     def _owning_patients(self, s: Session, rows: list[Any]) -> dict[Key, str]:
-        """For resources of no patient that refer only to one patient's resources (a
-        Provenance of an Observation, say): that patient, so they travel in its partition
-        instead of making the clinic's shared partition wait on every patient."""
-        if not rows:
+        """For resources of no patient, the one patient they belong with, if there is one: the
+        patient of everything they refer to (a Provenance of an Observation), or else of
+        everything in this ingest batch that refers to them (a Medication given in one
+        patient's session). They then travel in that patient's partition, in order with it,
+        instead of making the clinic's shared partition and the patient wait on each other."""
+        loose = {(r.resource_type, r.resource_id) for r in rows if not r.patient_id and not r.deleted}
+        if not loose:
             return {}
         R = FhirResourceRow.__table__  # type: ignore[attr-defined]
-        keys = [(r.resource_type, r.resource_id) for r in rows]
+        keys = [(r.resource_type, r.resource_id) for r in rows if not r.deleted]
         refs: dict[Key, set[Key]] = {}
         for chunk in _chunks(keys, 400):
             for r in s.execute(sa.select(R.c.resource_type, R.c.id, R.c.json).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))):
-                found = {(m.group(1).decode(), m.group(2).decode()) for m in _REFERENCE.finditer(r.json)}
-                if found:
-                    refs[(r.resource_type, r.id)] = found
-        wanted = sorted(set().union(*refs.values())) if refs else []
-        patients: dict[Key, str | None] = {}
-        for chunk in _chunks(wanted, 400):
+                refs[(r.resource_type, r.id)] = {(m.group(1).decode(), m.group(2).decode()) for m in _REFERENCE.finditer(r.json)}
+        wanted = sorted(set().union(*(refs.get(k, set()) for k in loose)))
+        patients: dict[Key, str | None] = {(r.resource_type, r.resource_id): r.patient_id for r in rows}
+        for chunk in _chunks([k for k in wanted if k not in patients], 400):
             for r in s.execute(
                 sa.select(R.c.resource_type, R.c.id, R.c.patient_id).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))
             ):
-                patients[(r.resource_type, r.id)] = r.id if r.resource_type == "Patient" else r.patient_id
+                patients[(r.resource_type, r.id)] = r.patient_id
+        for key in list(patients):
+            if key[0] == "Patient":
+                patients[key] = key[1]
         owners: dict[Key, str] = {}
-        for key, found in refs.items():
-            owning = {patients.get(ref) for ref in found if ref in patients}
-            if len(owning) == 1 and None not in owning:
+        for key in loose:
+            owning = {patients.get(ref) for ref in refs.get(key, ())} - {None}
+            if len(owning) == 1:
                 owners[key] = owning.pop()  # type: ignore[assignment]
+        users: dict[Key, set[str]] = {}
+        for key, found in refs.items():
+            patient = patients.get(key) or owners.get(key)
+            for ref in found & loose:
+                if ref not in owners:
+                    users.setdefault(ref, set()).add(patient or "")
+        for key, owning in users.items():
+            if len(owning) == 1 and "" not in owning:
+                owners[key] = owning.pop()
         return owners
 
     def _upsert_deliveries(self, s: Session, target: str, rows: list[Any], now: dt.datetime) -> None:
