@@ -1,5 +1,6 @@
 package org.ketamine.hapipeer;
 
+import org.ketamine.fhirvalidator.OfflineTerminologySupport;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.DefaultProfileValidationSupport;
 import ca.uhn.fhir.context.support.IValidationSupport;
