@@ -54,7 +54,7 @@ def _prepared_bundles(base_url: str, stored: list[tuple[str, str, bytes, dict]])
 
 def run_pipeline(engine, base_url: str, run: int, concurrency: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     options = WorkerOptions(
-        concurrency=concurrency, batch_items=200, batch_partitions=2, poll_seconds=0.01, defer_seconds=0.05,
+        concurrency=concurrency, batch_items=300, batch_partitions=2, poll_seconds=0.01, defer_seconds=0.05,
         policy=RetryPolicy(base_seconds=0.05, cap_seconds=0.5),
     )
     target = TargetConfig(name=f"bench-{run}", base_url=base_url)
@@ -92,7 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--courses", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=4, help="concurrent requests of the bare client")
+    parser.add_argument("--lanes", type=int, default=4, help="worker lanes (the ceiling is also measured at this many)")
     parser.add_argument("--naive-sample", type=int, default=600, help="resources the naive client sends per run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
@@ -106,11 +107,13 @@ def main() -> None:
         pipeline, ceiling, naive = [], [], []
         for run in range(args.repeats):
             peer.reset()
-            sent, elapsed = run_pipeline(engine, peer.base_url, run, args.concurrency)
+            sent, elapsed = run_pipeline(engine, peer.base_url, run, args.lanes)
             assert sent == count, (sent, count)
             pipeline.append(count / elapsed)
             peer.reset()
-            ceiling.append(count / run_ceiling(peer.base_url, prepared, args.concurrency))
+            for concurrency in sorted({args.concurrency, args.lanes}):  # the ceiling at its best concurrency
+                peer.reset()
+                ceiling.append(count / run_ceiling(peer.base_url, prepared, concurrency))
             peer.reset()
             sample = stored[: args.naive_sample]
             naive.append(len(sample) / run_naive(peer.base_url, sample))
@@ -125,10 +128,19 @@ def main() -> None:
         notes = [
             f"{count} resources from {args.courses} generated courses (SQLite store), Medplum peer "
             f"(in-memory, node) on the same machine; best of {args.repeats} runs each.",
-            f"Pipeline and ceiling both send transaction Bundles of {CHUNK} PUTs (the peer's declared limit) with "
-            f"{args.concurrency} concurrent requests; the pipeline also takes the outbox into delivery rows, claims "
-            "partitions with leases, orders by references and records every outcome.",
+            f"Pipeline and ceiling both send transaction Bundles of {CHUNK} PUTs (the peer's declared limit). The "
+            f"ceiling is the best of {sorted({args.concurrency, args.lanes})} concurrent requests; the pipeline runs "
+            f"{args.lanes} lanes (each sends its batch's chunks in dependency order, one at a time) and also takes "
+            "the outbox into delivery rows, claims partitions with leases, orders by references and records every "
+            "outcome.",
             f"Naive: {args.naive_sample} resources, one POST each, sequential (server-assigned ids: not idempotent).",
+            "Targets: >= 80 % of the ceiling: "
+            f"{'met' if best['pipeline'] >= 0.8 * best['ceiling'] else 'NOT met'}; >= 10x naive: "
+            f"{'met' if best['pipeline'] >= 10 * best['naive'] else 'NOT met'}. On this machine the worker (one "
+            "Python process: SQL bookkeeping per resource) and the peer (one node process) share the cores, and the "
+            "in-memory peer spends almost as much per resource inside a Bundle as for a lone POST on loopback "
+            "(the ceiling itself is only ~3x naive), so 10x naive is out of reach against this peer; a real EHR "
+            "over a network, where each request costs a round trip and a commit, is where Bundles pay.",
             "Run: .venv/bin/python -m benchmarks.sync",
         ]
         path = write_table("sync", "Sync throughput to the Medplum peer (resources/s)",

@@ -50,12 +50,35 @@ def serve(
     """Run the HTTP API (runs the database migrations first)."""
     import uvicorn
 
+    from .logs import uvicorn_log_config
+
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
+    _check_auth_settings()
     services = _services()
     services.migrate()
     services.close()
-    uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, reload=reload, log_level=settings.log_level.lower())
+    uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, reload=reload,
+                log_level=settings.log_level.lower(), log_config=uvicorn_log_config(settings.log_level))
+
+
+def _check_auth_settings() -> None:
+    """Fail at start-up, not open: invalid AUTH_* settings (e.g. dev mode in production) stop here."""
+    from .auth import AuthSettings
+
+    try:
+        auth = AuthSettings()
+    except ValueError as error:
+        console.print(f"[red]invalid authentication settings: {error}[/red]")
+        raise typer.Exit(2) from None
+    if auth.mode == "dev":
+        console.print(
+            "authentication: dev mode (tokens signed by the local dev key). Get one with\n"
+            "  python -m service dev-token --scope 'system/*.cruds' --role admin --clinic <clinic id>\n"
+            "and send it as 'Authorization: Bearer <token>'. The billing page gets its own token."
+        )
+    elif auth.mode == "disabled":
+        console.print("[yellow]authentication is DISABLED (AUTH_MODE=disabled): development only[/yellow]")
 
 
 @app.command()
@@ -151,6 +174,72 @@ def payer(
 
     print(f"sandbox payer FHIR base: http://{host}:{port}/fhir", flush=True)
     uvicorn.run(create_payer_app(pend_rate=pend_rate, seed=seed), host=host, port=port, log_level="warning")
+
+
+@app.command("dev-token")
+def dev_token(
+    scope: Annotated[str, typer.Option("--scope", help="Space-separated SMART scopes, e.g. 'system/*.rs' or 'system/*.cruds'")],
+    clinic: Annotated[Optional[str], typer.Option("--clinic", help="The clinic (tenant) the token acts for")] = None,
+    patient: Annotated[Optional[str], typer.Option("--patient", help="FHIR Patient id: confines the token to that compartment")] = None,
+    role: Annotated[Optional[list[str]], typer.Option("--role", help="ehr-system, clinician, billing or admin (repeatable)")] = None,
+    lifetime: Annotated[int, typer.Option("--lifetime", help="Seconds the token is valid")] = 3600,
+    subject: Annotated[str, typer.Option("--subject", help="sub / client_id claim")] = "dev-client",
+) -> None:
+    """Print a dev access token the running configuration accepts (AUTH_MODE=dev; refused in production)."""
+    from .auth import AuthSettings
+    from .auth.dev import DevTokenRefusedError, mint_dev_token
+
+    try:
+        settings = AuthSettings()
+    except ValueError as error:
+        console.print(f"[red]invalid authentication settings: {error}[/red]")
+        raise typer.Exit(2) from None
+    if settings.mode != "dev":
+        console.print(f"[red]AUTH_MODE={settings.mode}: dev tokens are only accepted in dev mode[/red]")
+        raise typer.Exit(2)
+    try:
+        token = mint_dev_token(scope, clinic=clinic, patient=patient, roles=tuple(role or ("ehr-system",)),
+                               lifetime=lifetime, settings=settings, subject=subject)
+    except (DevTokenRefusedError, ValueError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    sys.stdout.write(token + "\n")
+
+
+audit_app = typer.Typer(help="The audit trail (AuditEvents)", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[str, typer.Option("--output", "-o", help="NDJSON file to write, '-' for stdout")] = "-",
+    since: Annotated[Optional[str], typer.Option("--since", help="ISO instant: events recorded at or after it")] = None,
+    clinic: Annotated[Optional[str], typer.Option("--clinic", help="Only this clinic's events")] = None,
+    patient: Annotated[Optional[str], typer.Option("--patient", help="Only events about this patient")] = None,
+) -> None:
+    """Write the audit trail as NDJSON (one FHIR AuditEvent per line, oldest first)."""
+    import datetime as dt
+
+    from .store.audit import AuditLog, AuditQuery
+
+    start = dt.datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=dt.timezone.utc)
+    services = _services()
+    services.migrate()
+    query = AuditQuery(patient=patient, clinic_id=clinic, since=start)
+    count = 0
+    handle = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    try:
+        for line in AuditLog(services.engine).export(query):
+            handle.write(line + b"\n")
+            count += 1
+    finally:
+        if output != "-":
+            handle.close()
+        else:
+            handle.flush()
+    console.print(f"{count} audit events exported")
 
 
 from .sync.cli import register as _register_sync  # noqa: E402  (worker, sync backfill/replay/pull/status)

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    """Requests a minute per client (token subject, else client address); 0 switches it off.
+    Over the limit: 429 with Retry-After."""
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    """Bucket size (default: the per-minute rate)."""
+
     payer_endpoints: dict[str, str] = Field(default_factory=dict)
     """Payer key -> FHIR base URL of its PAS endpoint (JSON object in PAYER_ENDPOINTS); a
     `PAYER_<KEY>_URL` variable wins over it, and it wins over mappings/payers/<key>.json."""
@@ -53,6 +59,9 @@ class Settings(BaseSettings):
     for full profile validation, e.g. http://127.0.0.1:8089."""
     fhir_validate_with_hl7: bool = False
     """Start the HL7 validator in-process (a JVM, on first `$validate`) when VALIDATOR_URL is unset."""
+
+    export_dir: Path = Field(default_factory=lambda: PROJECT_ROOT / ".local" / "exports")
+    """Where FHIR bulk `$export` jobs write their NDJSON files (`<export_dir>/<job>/<Type>.ndjson`)."""
 
     @field_validator("database_url")
     @classmethod

@@ -37,6 +37,10 @@ if (PROJECT_ROOT / "tests" / "plugins" / "fhir_validator.py").exists():
 if (PROJECT_ROOT / "tests" / "peers" / "fixtures.py").exists():
     pytest_plugins.append("tests.peers.fixtures")
 
+# Rate limiting is off in tests (tests/security/test_rate_limit.py switches it on for itself);
+# authentication is NOT: API tests send real dev-mode tokens (tests/tokens.py).
+os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "0")
+
 POSTGRES_URL_ENV = "TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "REQUIRE_POSTGRES"
 _FALSE_WORDS = {"", "0", "false", "no", "off"}

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from ..auth import AuthSettings
+from ..auth.roles import Action
+from ..auth.smart_configuration import capability_security
 from ..config import Settings, get_settings
 from ..domain.records import RECORD_KINDS
 from ..usecases import Services
@@ -22,9 +25,14 @@ from . import sync as sync_api
 from . import coverage as coverage_api
 from . import packets as packets_api
 from ..web import billing as billing_web
+from . import audit as audit_api
+from . import discovery
 from .fhir import install_fhir_api
+from .json_limits import JsonDepthMiddleware
 from .limits import BodyLimitMiddleware
+from .openapi_security import document_security
 from .problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from .security import door, install_security
 
 API_PREFIX = "/api/v1"
 TITLE = "Ketamine program FHIR interoperability service"
@@ -56,6 +64,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             raise RuntimeError(f"OpenAPI schema name clash: {name}")
         components[name] = model_schema
     _problems_only(schema)
+    document_security(schema)
     app.openapi_schema = schema
     return schema
 
@@ -83,24 +92,40 @@ def create_app(
     *,
     services: Services | None = None,
     extra_routers: Iterable[tuple[str, APIRouter]] = (),
+    auth_settings: AuthSettings | None = None,
 ) -> FastAPI:
-    """The service's ASGI app. `services` overrides the composition (tests pass a clock)."""
+    """The service's ASGI app. `services` overrides the composition (tests pass a clock);
+    `auth_settings` the inbound authentication (default: `AuthSettings()` from `AUTH_*`)."""
     settings = settings or (services.settings if services else get_settings())
     services = services or Services(settings=settings)
+    auth_settings = auth_settings or AuthSettings()
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION)
     app.state.services = services
     app.state.settings = settings
+    install_security(app, auth_settings, rate_per_minute=settings.rate_limit_per_minute, rate_burst=settings.rate_limit_burst)
 
     def body_limit(path: str) -> int:
         if path.startswith(f"{API_PREFIX}/import/") or path.rstrip("/") == "/fhir":  # imports, FHIR transaction Bundles
             return settings.max_import_bytes
         return settings.max_record_bytes
 
+    app.add_middleware(JsonDepthMiddleware)  # JSON nesting <= 64 for every JSON body (inside the size limit)
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     install_problem_handlers(app)  # outermost: turns anything unexpected into a 500 problem
+    app.include_router(discovery.router)  # SMART discovery (public), before the FHIR routes
+    app.include_router(discovery.dev_router)  # dev-mode token for the demo page (loopback only)
+    app.include_router(audit_api.audit_fhir_router, prefix="/fhir")  # AuditEvent (admins), before the FHIR routes
     install_fhir_api(app)  # FHIR R4 REST API under /fhir; its errors are OperationOutcomes (service/api/fhir/)
+    # rest.security from service.auth; its oauth-uris extension is left out: that profile requires an
+    # `authorize` URL, which a Backend Services resource server has none of (SMART 2.x clients
+    # discover the token endpoint at /fhir/.well-known/smart-configuration instead)
+    security = capability_security(auth_settings)
+    security.pop("extension", None)
+    app.state.capability_security = security
+    app.add_middleware(audit_api.AuditMiddleware, fastapi_app=app)  # one AuditEvent per API request
 
     app.include_router(health.router)
+    app.include_router(audit_api.audit_export_router, prefix=API_PREFIX)
     app.include_router(imports.router, prefix=API_PREFIX)
     app.include_router(summary.router, prefix=API_PREFIX)
     app.include_router(records.records_router(), prefix=API_PREFIX)

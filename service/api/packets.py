@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -13,8 +13,11 @@ from ..coverage.packet import Packet, build_packet, packet_pdf_bytes, read_packe
 from .deps import ServicesDep, json_response
 from .problems import problem_responses
 from .records import KEY_PATTERN
+from ..auth.roles import Action
+from .security import door, tenant
 
-router = APIRouter(prefix="/coverage/packets", tags=["coverage-packets"])
+router = APIRouter(prefix="/coverage/packets", tags=["coverage-packets"], dependencies=[Depends(door(Action.COVERAGE_READ))])
+ClinicFilter = Annotated[str | None, Query(pattern=KEY_PATTERN, description="Defaults to the token's clinic; another clinic is refused (403)")]
 
 ID_PATTERN = r"^[A-Za-z0-9\-]{1,64}$"
 PDF = "application/pdf"
@@ -52,15 +55,19 @@ def _metadata(packet: Packet) -> dict[str, Any]:
     response_model=dict[str, Any],
     status_code=201,
     responses={200: {"description": "The same packet was already stored today (unchanged)"}, **problem_responses(404, 422)},
+    dependencies=[Depends(door(Action.COVERAGE_WRITE))],
 )
 async def post_packet(
-    clinic_id: Annotated[str, Query(pattern=KEY_PATTERN)],
+    request: Request,
     patient_id: Annotated[str, Query(pattern=KEY_PATTERN)],
     services: ServicesDep,
+    clinic_id: ClinicFilter = None,
 ) -> Response:
+    clinic = tenant(request, clinic_id)
+    assert clinic is not None
     today = services.clock().date()
     packet = await run_in_threadpool(
-        lambda: build_packet(services.uow(), clinic_id, patient_id, today=today, rules=services.summary_rules)
+        lambda: build_packet(services.uow(), clinic, patient_id, today=today, rules=services.summary_rules)
     )
     return json_response(_metadata(packet), 200 if packet.write_status == "unchanged" else 201)
 
@@ -73,11 +80,12 @@ async def post_packet(
     responses={200: {"content": {PDF: {"schema": {"type": "string", "format": "binary"}}}}, **problem_responses(404, 422)},
 )
 async def get_packet_pdf(
+    request: Request,
     packet_id: Annotated[str, Path(pattern=ID_PATTERN)],
     services: ServicesDep,
-    clinic_id: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    clinic_id: ClinicFilter = None,
 ) -> Response:
-    doc = await run_in_threadpool(read_packet, services.uow(), packet_id, clinic_id)
+    doc = await run_in_threadpool(read_packet, services.uow(), packet_id, tenant(request, clinic_id, required=False))
     return Response(packet_pdf_bytes(doc), media_type=PDF,
                     headers={"Content-Disposition": f'inline; filename="medical-necessity-{doc["id"]}.pdf"'})
 
@@ -90,9 +98,10 @@ async def get_packet_pdf(
     responses=problem_responses(404, 422),
 )
 async def get_packet(
+    request: Request,
     packet_id: Annotated[str, Path(pattern=ID_PATTERN)],
     services: ServicesDep,
-    clinic_id: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    clinic_id: ClinicFilter = None,
 ) -> Response:
-    doc = await run_in_threadpool(read_packet, services.uow(), packet_id, clinic_id)
+    doc = await run_in_threadpool(read_packet, services.uow(), packet_id, tenant(request, clinic_id, required=False))
     return Response(json_response(doc).body, media_type="application/fhir+json")

@@ -16,15 +16,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ..domain.records import RECORD_KINDS, RecordKind
 from ..usecases import PutMode, WriteStatus, get_record, list_records, preview_fhir, put_record
+from ..auth.roles import Action
 from .deps import ServicesDep, json_response
 from .limits import read_json_object
 from .problems import problem_responses
+from .security import door, door_any, tenant
+
+PSYCHOTHERAPY_KINDS = frozenset({"integration-sessions"})
+"""Kinds whose reading needs `domain.psychotherapy.read` on top of `domain.read`."""
+BILLING_READABLE_KINDS = frozenset({"clinics", "practitioners", "locations", "patients", "enrollments", "coverages"})
+"""Kinds billing staff (`coverage.read`) may read too: who, where, enrolled in what, insured how -
+what a claim or prior authorization names. Never clinical detail or psychotherapy."""
 from .schemas import PreviewBundle, RecordList, RecordRead, RecordWritten
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-._]{0,63}$"
@@ -33,7 +41,9 @@ MAX_PAGE = 500
 
 KeyPath = Annotated[str, Path(description="The record's business key", pattern=KEY_PATTERN)]
 ClinicQuery = Annotated[
-    str | None, Query(description="The owning clinic (required except for clinics)", pattern=KEY_PATTERN)
+    str | None,
+    Query(description="The owning clinic: defaults to the token's clinic; another clinic is refused (403). "
+          "Required only for admin tokens without a clinic claim.", pattern=KEY_PATTERN),
 ]
 IdempotencyKey = Annotated[
     str | None,
@@ -76,7 +86,7 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
     tag = kind
 
     async def put_one(request: Request, key: KeyPath, services: ServicesDep) -> Response:
-        payload = await read_json_object(request)
+        payload = _tenanted(request, await read_json_object(request), kind, key)
         result = await run_in_threadpool(
             put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key,
             outcome_rules=services.summary_rules.outcome,
@@ -84,31 +94,34 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
         return _written(result)
 
     async def create_one(request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> Response:
-        payload = await read_json_object(request)
+        payload = _tenanted(request, await read_json_object(request), kind, None)
         result = await run_in_threadpool(
             put_record, services.uow(), kind, payload, idempotency_key, mode=PutMode.CREATE,
             outcome_rules=services.summary_rules.outcome,
         )
         return _written(result)
 
-    async def get_one(key: KeyPath, services: ServicesDep, clinic_id: ClinicQuery = None) -> Response:
-        view = await run_in_threadpool(get_record, services.uow(), kind, key, clinic_id)
+    async def get_one(request: Request, key: KeyPath, services: ServicesDep, clinic_id: ClinicQuery = None) -> Response:
+        clinic = tenant(request, clinic_id if clinic_id is not None or kind != "clinics" else key, required=False)
+        view = await run_in_threadpool(get_record, services.uow(), kind, key, clinic)
         return json_response(view.document())
 
     async def list_many(
+        request: Request,
         services: ServicesDep,
         clinic_id: ClinicQuery = None,
         patient_id: Annotated[str | None, Query(description="Only this patient's records", pattern=KEY_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")] = DEFAULT_PAGE,
         cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the previous page")] = None,
     ) -> Response:
+        clinic = tenant(request, clinic_id, required=False)
         page = await run_in_threadpool(
-            list_records, services.uow(), kind, clinic_id=clinic_id, patient_id=patient_id, limit=limit, cursor=cursor
+            list_records, services.uow(), kind, clinic_id=clinic, patient_id=patient_id, limit=limit, cursor=cursor
         )
         return json_response(page.document())
 
     async def preview(request: Request, services: ServicesDep) -> Response:
-        payload = await read_json_object(request)
+        payload = _tenanted(request, await read_json_object(request), kind, None)
         resources = await run_in_threadpool(preview_fhir, kind, payload, None, services.uow_factory)
         bundle = {
             "resourceType": "Bundle",
@@ -118,33 +131,54 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
         return json_response(bundle)
 
     errors = problem_responses(400, 409, 413, 415, 422, 501)
+    write = [Depends(door(Action.DOMAIN_WRITE))]
+    read = [Depends(door_any(Action.DOMAIN_READ, Action.COVERAGE_READ) if kind in BILLING_READABLE_KINDS
+                    else door(Action.DOMAIN_READ))]
+    if kind in PSYCHOTHERAPY_KINDS:
+        read.append(Depends(door(Action.PSYCHOTHERAPY_READ)))
     router.add_api_route(
         f"/{kind}/{{key}}", put_one, methods=["PUT"], operation_id=f"put_{name}", tags=[tag],
         summary=f"Create or update a {spec.model.__name__} by business key",
         response_model=RecordWritten, responses={201: {"model": RecordWritten, "description": "Created"}, **errors},
-        openapi_extra=body_spec(spec, id_optional=True),
+        openapi_extra=body_spec(spec, id_optional=True), dependencies=write,
     )
     router.add_api_route(
         f"/{kind}", create_one, methods=["POST"], operation_id=f"create_{name}", tags=[tag],
         summary=f"Create a {spec.model.__name__} (200 when it already exists unchanged)",
         status_code=201, response_model=RecordWritten,
         responses={200: {"model": RecordWritten, "description": "Already existed with this content"}, **errors},
-        openapi_extra=body_spec(spec),
+        openapi_extra=body_spec(spec), dependencies=write,
     )
     router.add_api_route(
         f"/{kind}/$preview", preview, methods=["POST"], operation_id=f"preview_{name}", tags=[tag],
         summary=f"The FHIR resources a {spec.model.__name__} would produce (nothing is stored)",
         response_model=PreviewBundle, responses=problem_responses(400, 413, 415, 422, 501),
-        openapi_extra=body_spec(spec),
+        openapi_extra=body_spec(spec), dependencies=write,
     )
     router.add_api_route(
         f"/{kind}/{{key}}", get_one, methods=["GET"], operation_id=f"get_{name}", tags=[tag],
         summary=f"Read a {spec.model.__name__}", response_model=RecordRead, responses=problem_responses(404, 422),
+        dependencies=read,
     )
     router.add_api_route(
         f"/{kind}", list_many, methods=["GET"], operation_id=f"list_{name}", tags=[tag],
         summary=f"List {kind} records", response_model=RecordList, responses=problem_responses(404, 422),
+        dependencies=read,
     )
+
+
+def _tenanted(request: Request, payload: dict, kind: str, key: str | None) -> dict:
+    """The payload's clinic must be the token's (403 otherwise); a missing `clinic_id` is the
+    token's clinic."""
+    requested = payload.get("clinic_id")
+    if kind == "clinics" and requested is None:
+        requested = payload.get("id", key)
+    if requested is not None and not isinstance(requested, str):
+        return payload  # the model validation answers 422
+    clinic = tenant(request, requested, required=False)
+    if "clinic_id" not in payload and clinic is not None:
+        payload = {**payload, "clinic_id": clinic}
+    return payload
 
 
 def records_router() -> APIRouter:

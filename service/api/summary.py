@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ..usecases import course_summary
 from .deps import ServicesDep, json_response
 from .problems import problem_responses
+from ..auth.roles import Action
 from .records import KEY_PATTERN
+from .security import door, tenant
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(door(Action.COURSE_SUMMARY_READ))])
 
 
 @router.get(
@@ -25,9 +27,11 @@ router = APIRouter()
     responses=problem_responses(404, 422),
 )
 async def get_course_summary(
+    request: Request,
     clinic_id: Annotated[str, Path(pattern=KEY_PATTERN)],
     patient_id: Annotated[str, Path(pattern=KEY_PATTERN)],
     services: ServicesDep,
 ) -> Response:
+    clinic_id = tenant(request, clinic_id) or clinic_id
     summary = await run_in_threadpool(course_summary, services.uow(), clinic_id, patient_id, services.summary_rules)
     return json_response(summary)

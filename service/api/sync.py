@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
@@ -17,9 +17,22 @@ from ..sync.settings import SyncSettings
 from ..sync.targets import TargetConfigError
 from .deps import ServicesDep, json_response
 from .problems import ApiError, problem_responses
+from ..auth.errors import forbidden
+from ..auth.roles import Action
+from .security import door, is_global_admin, principal_of, tenant
 
-router = APIRouter(tags=["sync"])
-metrics_router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], dependencies=[Depends(door(Action.SYNC_ADMIN))])
+metrics_router = APIRouter(tags=["sync"], dependencies=[Depends(door(Action.SYNC_ADMIN))])
+
+
+def global_admin(request: Request) -> None:
+    """Targets are deployment-wide (every clinic's data flows through them): only an admin
+    token without a clinic claim may change them."""
+    if not is_global_admin(principal_of(request)):
+        raise forbidden("global_admin_required", "Changing sync targets needs an admin token without a clinic claim.")
+
+
+GLOBAL = [Depends(global_admin)]
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
@@ -57,7 +70,7 @@ async def get_target(name: Annotated[str, Path(pattern=NAME_PATTERN)], request: 
 
 @router.put("/sync/targets/{name}", operation_id="put_sync_target",
             summary="Create or replace an EHR target; token/password/private_key are write-only",
-            response_model=dict[str, Any], responses=problem_responses(422))
+            response_model=dict[str, Any], responses=problem_responses(422), dependencies=GLOBAL)
 async def put_target(
     name: Annotated[str, Path(pattern=NAME_PATTERN)], payload: Annotated[dict[str, Any], Body()], request: Request,
     services: ServicesDep,
@@ -66,7 +79,7 @@ async def put_target(
 
 
 @router.post("/sync/targets", operation_id="create_sync_target", summary="Create an EHR target (body has its name)",
-             response_model=dict[str, Any], status_code=201, responses=problem_responses(409, 422))
+             response_model=dict[str, Any], status_code=201, responses=problem_responses(409, 422), dependencies=GLOBAL)
 async def create_target(payload: Annotated[dict[str, Any], Body()], request: Request, services: ServicesDep) -> Response:
     name = str(payload.get("name") or "")
     admin = _admin(request, services)
@@ -76,7 +89,7 @@ async def create_target(payload: Annotated[dict[str, Any], Body()], request: Req
 
 
 @router.delete("/sync/targets/{name}", operation_id="delete_sync_target", summary="Remove a stored EHR target",
-               status_code=204, responses=problem_responses(404))
+               status_code=204, responses=problem_responses(404), dependencies=GLOBAL)
 async def delete_target(name: Annotated[str, Path(pattern=NAME_PATTERN)], request: Request, services: ServicesDep) -> Response:
     if not await _call(_admin(request, services).delete_target, name):
         raise ApiError(404, "sync-target", f"no stored sync target named {name!r}")
@@ -102,6 +115,7 @@ async def sync_status(
 ) -> Response:
     if status is not None and status not in STATUSES:
         raise ApiError(422, "sync-status", f"status must be one of {', '.join(STATUSES)}")
+    clinic_id = tenant(request, clinic_id, required=False)
     query = StatusQuery(target, resource_type, resource_id, status, clinic_id, patient_id, record_kind, record_key, limit, offset)
     return json_response(await _call(_admin(request, services).status, query))
 
@@ -114,7 +128,7 @@ async def sync_metrics(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/sync/replay", operation_id="sync_replay",
              summary="Replay dead letters of a target (all, or one resource and what waited on it)",
-             response_model=dict[str, Any], responses=problem_responses(404, 422))
+             response_model=dict[str, Any], responses=problem_responses(404, 422), dependencies=GLOBAL)
 async def sync_replay(payload: Annotated[dict[str, Any], Body()], request: Request, services: ServicesDep) -> Response:
     target = payload.get("target")
     if not isinstance(target, str):
@@ -130,7 +144,9 @@ async def sync_pull(payload: Annotated[dict[str, Any], Body()], request: Request
     target, identifier = payload.get("target"), payload.get("identifier")
     if not isinstance(target, str) or not isinstance(identifier, str):
         raise ApiError(422, "sync-pull", "target and identifier (system|value) are required")
-    report = await _call(_admin(request, services).pull, target, identifier, payload.get("clinic_id"))
+    requested = payload.get("clinic_id")
+    clinic = tenant(request, requested if isinstance(requested, str) else None)
+    report = await _call(_admin(request, services).pull, target, identifier, clinic)
     return json_response(report.document())
 
 

@@ -8,5 +8,7 @@ from .migrations import upgrade_to_head
 from .unit_of_work import SqlUnitOfWork, UnitOfWork
 from . import sync_tables  # noqa: F401,E402  (registers the sync worker's tables on the metadata)
 from . import coverage_tables  # noqa: F401,E402  (registers the coverage workflow tables on the metadata)
+from . import export_tables  # noqa: F401,E402  (registers the FHIR $export job table on the metadata)
+from . import audit  # noqa: F401,E402  (registers the audit_event table on the metadata)
 
 __all__ = ["SqlUnitOfWork", "UnitOfWork", "canonical_json", "content_hash", "make_engine", "upgrade_to_head"]

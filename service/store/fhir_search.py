@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from .tables import FhirResourceHistoryRow, FhirResourceRow, FhirSearchTokenRow, UTCDateTime
+from .tables import FhirResourceHistoryRow, FhirResourceRow, FhirSearchTokenRow, OutboxRow, UTCDateTime
 
 UTC = dt.timezone.utc
 EARLIEST = dt.datetime(1, 1, 2, tzinfo=UTC)
@@ -90,6 +90,8 @@ class SearchSpec:
     impossible: bool = False
     """A filter that can match nothing (e.g. subject=Group/x): no query is run."""
     sort: tuple[SortKey, ...] = ()
+    compartment_patient: str | None = None
+    """Access confinement (a patient-context token): only rows of this patient or of no patient."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,8 @@ def _where(spec: SearchSpec) -> list[Any]:
         conditions.append(sa.false())
     if spec.clinic_id is not None:
         conditions.append(col(R.clinic_id) == spec.clinic_id)
+    if spec.compartment_patient is not None:
+        conditions.append(sa.or_(col(R.patient_id).is_(None), col(R.patient_id) == spec.compartment_patient))
     for ids in spec.ids:
         conditions.append(col(R.id).in_(list(ids)))
     for patients in spec.patient_ids:
@@ -336,11 +340,39 @@ class FhirSearchRepository:
         ).scalar_one_or_none()
         return bool(newest)
 
+    def owners(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """(clinic_id, patient_id) of each (type, id) that exists or existed: from the current row,
+        else (deleted resources) from the newest outbox row of the resource."""
+        self._session.flush()
+        wanted = list(dict.fromkeys(refs))
+        found: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        O = OutboxRow
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = sa.select(col(R.resource_type), col(R.id), col(R.clinic_id), col(R.patient_id)).where(
+                sa.tuple_(col(R.resource_type), col(R.id)).in_(chunk)
+            )
+            for row in self._session.execute(query):
+                found[(row[0], row[1])] = (row[2], row[3])
+            missing = [k for k in chunk if k not in found]
+            if missing:
+                query = (
+                    sa.select(col(O.resource_type), col(O.resource_id), col(O.clinic_id), col(O.patient_id))
+                    .where(sa.tuple_(col(O.resource_type), col(O.resource_id)).in_(missing))
+                    .order_by(col(O.seq))
+                )
+                for row in self._session.execute(query):
+                    found[(row[0], row[1])] = (row[2], row[3])  # the newest row wins
+        return found
+
     def type_history(
-        self, resource_type: str, *, limit: int, since: dt.datetime | None = None, before_key: tuple | None = None
+        self, resource_type: str, *, limit: int, since: dt.datetime | None = None, before_key: tuple | None = None,
+        owner_clinic: str | None = None, owner_patient: str | None = None,
     ) -> tuple[list[HistoryEntry], bool]:
         """Versions of every resource of a type, newest first (last_updated, id, version
-        descending); `before_key` is the last (last_updated, id, version) of the previous page."""
+        descending); `before_key` is the last (last_updated, id, version) of the previous page.
+        `owner_clinic` / `owner_patient` (access confinement) keep the resources whose outbox
+        rows name that clinic (and that patient, or no patient)."""
         self._session.flush()
         H = FhirResourceHistoryRow
         current = sa.select(
@@ -354,6 +386,19 @@ class FhirSearchRepository:
         if since is not None:
             current = current.where(col(R.last_updated) >= since)
             older = older.where(col(H.last_updated) >= since)
+        if owner_clinic is not None or owner_patient is not None:
+            O = OutboxRow
+
+            def owned(type_column: Any, id_column: Any) -> Any:
+                conditions = [col(O.resource_type) == type_column, col(O.resource_id) == id_column]
+                if owner_clinic is not None:
+                    conditions.append(col(O.clinic_id) == owner_clinic)
+                if owner_patient is not None:
+                    conditions.append(sa.or_(col(O.patient_id).is_(None), col(O.patient_id) == owner_patient))
+                return select(sa.literal(1)).where(*conditions).exists()
+
+            current = current.where(owned(col(R.resource_type), col(R.id)))
+            older = older.where(owned(col(H.resource_type), col(H.id)))
         union = sa.union_all(current, older).subquery()
         query = sa.select(union)
         if before_key is not None:

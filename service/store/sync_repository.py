@@ -324,7 +324,7 @@ class SyncStore:
     # ------------------------------------------------------------------ ingest
 
     def ingest(
-        self, target: str, resource_types: frozenset[str] | None = None, *, batch: int = 2000, gap_timeout: float = 60.0
+        self, target: str, resource_types: frozenset[str] | None = None, *, batch: int = 500, gap_timeout: float = 60.0
     ) -> IngestResult:
         """Take outbox rows above the target's cursor (and any gaps now filled) into
         `sync_delivery`: one row per resource, newest version wins."""
@@ -431,37 +431,34 @@ class SyncStore:
                     updated_at=now,
                 )
             )
-        for i in range(0, len(values), 400):
-            stmt = self._insert(D).values(values[i : i + 400])
-            ex = stmt.excluded
-            status = sa.case(
-                (D.c.status.in_(["sending", "retrying"]), D.c.status),
-                (sa.func.coalesce(D.c.sent_version_id, 0) >= ex.version_id, D.c.status),
-                else_=sa.literal("pending"),
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["target", "resource_type", "resource_id"],
-                set_=dict(
-                    version_id=ex.version_id, deleted=ex.deleted, seq=ex.seq, partition_key=ex.partition_key,
-                    patient_id=ex.patient_id, clinic_id=ex.clinic_id, status=status,
-                    attempts=sa.case((D.c.status == "dead", 0), else_=D.c.attempts),
-                    next_attempt_at=sa.case(
-                        (D.c.status.in_(["sending", "retrying"]), D.c.next_attempt_at), else_=ex.next_attempt_at
-                    ),
-                    last_error=sa.case((D.c.status == "dead", sa.null()), else_=D.c.last_error),
-                    blocked_by=sa.case((D.c.status == "dead", sa.null()), else_=D.c.blocked_by),
-                    updated_at=ex.updated_at,
-                ),
-                where=ex.version_id > D.c.version_id,
-            )
-            s.execute(stmt)
-        part_values = [dict(target=target, partition_key=p) for p in sorted(partitions)]
-        for i in range(0, len(part_values), 500):
-            s.execute(
-                self._insert(P).values(part_values[i : i + 500]).on_conflict_do_nothing(
-                    index_elements=["target", "partition_key"]
-                )
-            )
+        # one statement, executed for many rows (compiled once and cached; the multi-row
+        # VALUES form would be compiled again for every batch)
+        stmt = self._insert(D)
+        ex = stmt.excluded
+        in_flight = sa.or_(D.c.status == "sending", D.c.status == "retrying")  # no IN: executemany
+        status = sa.case(
+            (in_flight, D.c.status),
+            (sa.func.coalesce(D.c.sent_version_id, 0) >= ex.version_id, D.c.status),
+            else_=sa.literal("pending"),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["target", "resource_type", "resource_id"],
+            set_=dict(
+                version_id=ex.version_id, deleted=ex.deleted, seq=ex.seq, partition_key=ex.partition_key,
+                patient_id=ex.patient_id, clinic_id=ex.clinic_id, status=status,
+                attempts=sa.case((D.c.status == "dead", 0), else_=D.c.attempts),
+                next_attempt_at=sa.case((in_flight, D.c.next_attempt_at), else_=ex.next_attempt_at),
+                last_error=sa.case((D.c.status == "dead", sa.null()), else_=D.c.last_error),
+                blocked_by=sa.case((D.c.status == "dead", sa.null()), else_=D.c.blocked_by),
+                updated_at=ex.updated_at,
+            ),
+            where=ex.version_id > D.c.version_id,
+        )
+        s.execute(stmt, values)
+        s.execute(
+            self._insert(P).on_conflict_do_nothing(index_elements=["target", "partition_key"]),
+            [dict(target=target, partition_key=p) for p in sorted(partitions)],
+        )
         # items that waited on a dead dependency which is alive again
         s.execute(
             sa.update(D)
@@ -488,6 +485,9 @@ class SyncStore:
     def _claim(self, target: str, worker_id: str, max_items: int, max_partitions: int, lease_seconds: float) -> Claim:
         now = self.clock()
         until = now + dt.timedelta(seconds=lease_seconds)
+        with self._tx(write=False) as s:  # a cheap look first: idle lanes never take the write lock
+            if s.execute(sa.select(D.c.seq).where(D.c.target == target, self._due(now)).limit(1)).first() is None:
+                return Claim([], [])
         with self._tx() as s:
             first = sa.func.min(D.c.seq)
             candidates = [

@@ -43,6 +43,16 @@ def references(resource: Any) -> set[Key]:
     return found
 
 
+_REFERENCE_BYTES = re.compile(rb'"reference":"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"')
+
+
+def references_in_json(data: bytes) -> set[Key]:
+    """`references()` straight from compact JSON bytes (as the store keeps them), without
+    parsing: the hot path of the worker. Contained resources are not told apart here (a
+    reference from inside one only adds an ordering constraint, never a wrong send)."""
+    return {(m.group(1).decode(), m.group(2).decode()) for m in _REFERENCE_BYTES.finditer(data)}
+
+
 def rewrite_references(resource: Any, mapping: Callable[[Key], str | None]) -> Any:
     """A copy with `Type/id` references replaced by `mapping(key)` where it returns a value."""
     if isinstance(resource, dict):

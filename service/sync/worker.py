@@ -67,6 +67,8 @@ class WorkerOptions:
     poll_seconds: float = 1.0
     defer_seconds: float = 1.0
     dependency_wait_seconds: float = 2.0
+    flush_seconds: float = 1.0
+    """Record outcomes of a long batch at least this often (a crash then repeats little)."""
     gap_timeout_seconds: float = 120.0
     lock_stale_seconds: float = 60.0
     http_timeout_seconds: float = 30.0
@@ -153,6 +155,12 @@ class _Batch:
     lease_lost: bool = False
     dead_keys: set[Key] = field(default_factory=set)
     blocked_root: dict[Key, Key] = field(default_factory=dict)
+    flushed: set[Key] = field(default_factory=set)
+    last_flush: float = 0.0
+
+    def unflushed(self) -> tuple[list[Outcome], dict[Key, str]]:
+        outcomes = [o for k, o in self.outcomes.items() if k not in self.flushed]
+        return outcomes, {k: v for k, v in self.new_ids.items() if k not in self.flushed}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -333,8 +341,9 @@ class SyncWorker:
         )
         if not claim.items:
             return 0
-        outcomes, new_ids = self.process(rt, claim)
-        self.store.complete(rt.name, self.worker_id, outcomes, claim.partitions, new_ids)
+        outcomes, rest, new_ids = self.process(rt, claim)
+        self.store.complete(rt.name, self.worker_id, rest, claim.partitions, new_ids)
+        _audit_transmissions(self.store, rt.name, claim, outcomes)  # the audit trail of outbound data
         with self._report_lock:
             self.report.add(outcomes)
         kinds: dict[str, int] = {}
@@ -345,18 +354,23 @@ class SyncWorker:
 
     # ------------------------------------------------------------------ one batch
 
-    def process(self, rt: TargetRuntime, claim: Claim) -> tuple[list[Outcome], dict[Key, str]]:
+    def process(self, rt: TargetRuntime, claim: Claim) -> tuple[list[Outcome], list[Outcome], dict[Key, str]]:
+        """Send a claimed batch. Returns every outcome, and those (with new target ids) not yet
+        recorded: long batches record outcomes as they go (`flush_seconds`)."""
         items = {i.key: i for i in claim.items}
         bodies: dict[Key, dict[str, Any]] = {}
         refs: dict[Key, set[Key]] = {}
+        parse = rt.config.id_policy == "server"  # only id-assigning targets need the parsed resource
         for item in claim.items:
             if item.deleted or item.json is None:
                 refs[item.key] = set()
-            else:
+            elif parse:
                 body = orjson.loads(item.json)
                 bodies[item.key] = body
                 refs[item.key] = bundles.references(body) - {item.key}
-        batch = _Batch(rt, claim, items, bodies, refs, renewed_at=self.monotonic())
+            else:
+                refs[item.key] = bundles.references_in_json(item.json) - {item.key}
+        batch = _Batch(rt, claim, items, bodies, refs, renewed_at=self.monotonic(), last_flush=self.monotonic())
         now = self.clock()
         try:
             caps = rt.capabilities()
@@ -364,7 +378,7 @@ class SyncWorker:
             rt.breaker.record_failure()
             for key in items:
                 self._retry(batch, key, error, now)
-            return list(batch.outcomes.values()), {}
+            return list(batch.outcomes.values()), list(batch.outcomes.values()), {}
         except PermanentError as error:
             raise FatalTargetError(f"target {rt.name}: cannot read its CapabilityStatement ({error.message})") from None
 
@@ -380,7 +394,8 @@ class SyncWorker:
             self._send_transactions(batch, sendable, caps)
         else:
             self._send_each(batch, sendable)
-        return list(batch.outcomes.values()), batch.new_ids
+        rest, new_ids = batch.unflushed()
+        return list(batch.outcomes.values()), rest, new_ids
 
     def _check_external_dependencies(self, batch: _Batch, order: list[Key], now: dt.datetime) -> None:
         external = set().union(*batch.refs.values()) - set(batch.items) if batch.refs else set()
@@ -458,6 +473,16 @@ class SyncWorker:
         batch.outcomes[key] = Outcome(key, "defer", batch.items[key].version_id, next_attempt_at=until)
         batch.failed_until[key] = until
         return True
+
+    def _flush(self, batch: _Batch) -> None:
+        """Record the outcomes so far (keeping the partition leases) when the batch is long."""
+        if self.monotonic() - batch.last_flush < self.options.flush_seconds or batch.lease_lost:
+            return
+        outcomes, new_ids = batch.unflushed()
+        if outcomes:
+            self.store.complete(batch.runtime.name, self.worker_id, outcomes, [], new_ids)
+            batch.flushed.update(o.key for o in outcomes)
+        batch.last_flush = self.monotonic()
 
     def _lease_ok(self, batch: _Batch) -> bool:
         if batch.lease_lost:
@@ -579,6 +604,7 @@ class SyncWorker:
             for entry, response in zip(entries, responses + [{}] * (len(entries) - len(responses))):
                 written = bundles_written(response, entry, server)
                 self._sent(batch, entry.key, written)
+            self._flush(batch)
 
     def _send_each(self, batch: _Batch, keys: list[Key]) -> None:
         rt = batch.runtime
@@ -614,6 +640,7 @@ class SyncWorker:
                 continue
             rt.breaker.record_success()
             self._sent(batch, key, written)
+            self._flush(batch)
 
 
 def _match_of(entry: bundles.BundleEntry) -> tuple[str, str]:
@@ -630,6 +657,30 @@ def bundles_written(response: dict[str, Any], entry: bundles.BundleEntry, server
     if written.target_id is None and not server and entry.method == "PUT":
         written = Written(entry.key[1], written.target_version)
     return written
+
+
+def _audit_transmissions(store: SyncStore, target: str, claim: Claim, outcomes: Sequence[Outcome]) -> None:
+    """One AuditEvent (DICOM 110106 Export) per patient per batch for what was attempted: the
+    resources as references, outcome 0 when all were sent, 8 when any failed. Never raises."""
+    from ..store.audit import AuditLog, AuditRecord
+
+    try:
+        attempted = {o.key: o for o in outcomes if o.kind in ("sent", "retry", "dead")}
+        by_patient: dict[str | None, list[Any]] = {}
+        for item in claim.items:
+            if (item.resource_type, item.resource_id) in attempted:
+                by_patient.setdefault(item.patient_id, []).append(item)
+        records = []
+        for patient, items in by_patient.items():
+            failed = any(attempted[(i.resource_type, i.resource_id)].kind != "sent" for i in items)
+            records.append(AuditRecord(
+                action="R", outcome="8" if failed else "0", subtype="sync-send", outbound_to=f"sync-target:{target}",
+                clinic_id=getattr(items[0], "clinic_id", None), patient_ids=[patient] if patient else [],
+                entities=[f"{i.resource_type}/{i.resource_id}/_history/{i.version_id}" for i in items],
+            ))
+        AuditLog(store.engine, store.clock).append(records)
+    except Exception:  # noqa: BLE001 - auditing must not stop delivery; the type is logged, not the data
+        log.error("could not record sync audit events for target %s", target)
 
 
 def open_worker(store: SyncStore, targets: Sequence[TargetConfig], settings: SyncSettings, **kwargs: Any) -> SyncWorker:

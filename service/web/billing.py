@@ -25,7 +25,7 @@ PACKETS_PATH = "/api/v1/coverage/packets"
 ASSETS = {"billing.js": "text/javascript; charset=utf-8", "billing.css": "text/css; charset=utf-8"}
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+    "frame-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,

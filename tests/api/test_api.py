@@ -12,6 +12,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.tokens import authorize
 from service.__main__ import render_openapi
 from service.api import create_app
 from service.config import Settings
@@ -28,7 +29,7 @@ def client(database_url: str) -> Iterator[TestClient]:
     services = Services(settings=Settings(database_url=database_url))
     services.migrate()
     with TestClient(create_app(services=services), raise_server_exceptions=False) as test_client:
-        yield test_client
+        yield authorize(test_client)
     services.close()
 
 

@@ -12,6 +12,7 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.tokens import authorize
 from service.api import create_app
 from service.coverage.client import PayerClient
 from service.usecases import coverage as uc
@@ -161,7 +162,7 @@ def test_claim_documentation_json_fhir_and_csv(services, assert_fhir_valid) -> N
     claim = uc.claim_fhir(services.uow(), "riverbend", "pt-0001", "pt-0001-session-1")
     assert claim["use"] == "claim" and claim["item"][1]["detail"][0]["productOrService"]["coding"][0]["code"] == "67457-108-10"
     assert_fhir_valid(claim)
-    client = TestClient(create_app(services=services))
+    client = authorize(TestClient(create_app(services=services)))
     response = client.get("/api/v1/coverage/claims", params={"clinic_id": "riverbend", "patient_id": "pt-0001", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert response.status_code == 200 and rows[0]["code"] == "96365" and rows[0]["diagnosis_pointers"] == "A"
@@ -241,7 +242,7 @@ def test_coverage_resources_validate(services, assert_fhir_valid) -> None:
 def test_api_routes(services, sandbox_direct, monkeypatch) -> None:
     monkeypatch.setenv("PAYER_ACME_COMMERCIAL_URL", sandbox_direct)
     put_record(services.uow(), "coverages", coverage_payload())
-    client = TestClient(create_app(services=services))
+    client = authorize(TestClient(create_app(services=services)))
     check = client.get("/api/v1/coverage/precheck", params={"clinic_id": "riverbend", "patient_id": "pt-0001",
                                                             "service": "iv-ketamine-series", "coverage_id": "cov-1"})
     assert check.status_code == 200 and check.json()["status"] == "ready"

@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.tokens import authorize
 from service.api import create_app
 from service.config import Settings
 from service.demo import load_demo
@@ -37,7 +38,7 @@ def services(database_url: str) -> Iterator[Services]:
 def fhir(services: Services) -> Iterator[TestClient]:
     with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
         client.headers["Accept"] = FHIR_JSON
-        yield client
+        yield authorize(client)
 
 
 @pytest.fixture

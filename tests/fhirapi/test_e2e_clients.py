@@ -16,6 +16,8 @@ from typing import Iterator
 import httpx
 import pytest
 
+from tests.tokens import token
+
 from .conftest import CLINIC, new_observation, new_patient
 
 pytestmark = pytest.mark.slow
@@ -63,7 +65,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
 def test_fhirpy_create_search_page_read_conditional_transaction(server: str, assert_fhir_valid) -> None:
     from fhirpy import SyncFHIRClient
 
-    client = SyncFHIRClient(server, extra_headers={"X-Clinic-Id": CLINIC})
+    client = SyncFHIRClient(server, authorization="Bearer " + token(roles=("clinician",), clinic=CLINIC),
+                            extra_headers={"X-Clinic-Id": CLINIC})
     assert_fhir_valid(client.execute("metadata", method="get"))
 
     patient = client.resource("Patient", **{k: v for k, v in new_patient("E2E-1").items() if k != "resourceType"})
@@ -118,6 +121,7 @@ def test_fhirclient_reads_and_searches_the_demo(server: str, assert_fhir_valid) 
     from fhirclient.models.patient import Patient
 
     smart = client.FHIRClient(settings={"app_id": "e2e", "api_base": server + "/"})
+    smart.server.session.headers["Authorization"] = "Bearer " + token("system/*.rs", roles=("ehr-system",), clinic=CLINIC)
     bundle = Patient.where(struct={"_count": "10"}).perform(smart.server)
     assert bundle.total == 1
     assert_fhir_valid(bundle.as_json())

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.tokens import authorize
 from service.api import create_app
 from service.usecases import Services
 from tests.packet.conftest import CLINIC, PATIENT
@@ -18,7 +19,7 @@ BASE = "/api/v1/coverage/packets"
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
     with TestClient(create_app(services=services), raise_server_exceptions=False) as test_client:
-        yield test_client
+        yield authorize(test_client)
 
 
 def test_post_builds_then_get_returns_pdf_and_document_reference(client: TestClient) -> None:

@@ -115,3 +115,10 @@ def test_capabilities_transactions_conditional_update_and_declared_limits() -> N
     plain = parse_capabilities({"rest": [{"mode": "server", "interaction": [{"code": "transaction"}]}]})
     assert plain.max_transaction_entries == 50 and plain.max_conditional_entries is None
     assert not parse_capabilities({"rest": [{"mode": "server"}]}).transactions
+
+
+def test_references_from_json_bytes_match_the_parsed_ones() -> None:
+    resource = {"resourceType": "Observation", "subject": {"reference": "Patient/p1"},
+                "performer": [{"reference": "Practitioner/x/_history/2"}, {"reference": "#inline"}],
+                "derivedFrom": [{"reference": "urn:uuid:abc"}, {"reference": "https://other.example/fhir/Patient/9"}]}
+    assert bundles.references_in_json(orjson.dumps(resource)) == bundles.references(resource)

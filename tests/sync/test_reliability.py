@@ -75,6 +75,11 @@ def _stored(engine) -> dict[tuple[str, str], dict]:  # type: ignore[no-untyped-d
                 for r in connection.execute(sa.text("SELECT resource_type, id, json FROM fhir_resource"))}
 
 
+def _sent(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text("SELECT count(*) FROM sync_delivery WHERE status = 'sent'")).scalar() or 0)
+
+
 def _content(resource: dict) -> dict:
     return {k: v for k, v in resource.items() if k not in ("meta", "id", "text")}
 
@@ -95,13 +100,19 @@ def test_every_resource_arrives_exactly_once_through_faults_and_kills(
     log = tmp_path / "worker.log"
     rng = random.Random(99)
     kills = 0
+    at_kill: list[dict[str, int]] = []
     try:
         for round_ in range(4):
             worker = _start_worker(env, log)
-            time.sleep(rng.uniform(2.0, 5.0))
+            before = _sent(engine)
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and _sent(engine) <= before and worker.poll() is None:
+                time.sleep(0.1)  # this worker has made progress (its predecessor's leases expired) ...
+            time.sleep(rng.uniform(0.1, 2.5))  # ... then it dies at a random point, mid-batch
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
             kills += 1
+            at_kill.append(SyncStore(engine).status_counts("medplum").get("medplum", {}))
             if round_ == 0:  # newer versions while deliveries are in flight: only the newest may end up there
                 for kind, payload in [p for p in payloads if p[0] == "patients"][:6]:
                     put_record(SqlUnitOfWork(engine), kind, {**payload, "family_name": "Renamed"} if "family_name" in payload
@@ -137,11 +148,14 @@ def test_every_resource_arrives_exactly_once_through_faults_and_kills(
         "resources": len(stored), "with_business_identifier": identified, "kills": kills, "requests": requests,
         "faults": injected, "fault_rate": round(sum(injected.values()) / requests, 3),
         "counters": store.counters("medplum").get("medplum", {}),
+        "status_at_each_kill": at_kill,
     }
     print("RELIABILITY", json.dumps(summary))
     (PROJECT_ROOT / "reports").mkdir(exist_ok=True)
     (PROJECT_ROOT / "reports" / "sync-reliability.json").write_text(json.dumps(summary, indent=2) + "\n")
     assert kills >= 3
+    mid_work = [c for c in at_kill if c.get("sent", 0) < len(stored) and (c.get("sending", 0) or c.get("pending", 0) or c.get("retrying", 0))]
+    assert len(mid_work) >= 3, at_kill  # killed while work was in progress, not after it was done
     assert all(injected[f.value] > 0 for f in FAULTS), injected
     engine.dispose()
 

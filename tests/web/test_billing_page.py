@@ -143,7 +143,8 @@ def test_billing_workflow_in_a_real_browser(page, billing_server: BillingServer)
     link = page.locator("#packet-link")
     expect(link).to_be_visible()
     expect(page.locator("iframe.packet-frame")).to_have_attribute("title", "Medical-necessity packet preview")
-    pdf = page.request.get(billing_server.base_url + link.get_attribute("href"))
+    pdf = page.request.get(billing_server.base_url + link.get_attribute("data-api"),
+                           headers={"Authorization": page.evaluate("window.billing.authorization()")})
     assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf" and pdf.body()[:5] == b"%PDF-"
 
     # submit: the sandbox pends it

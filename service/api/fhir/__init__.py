@@ -1,6 +1,6 @@
 """The FHIR R4 REST API under /fhir (application/fhir+json), one module per interaction in
 the manner of Medplum's fhir-router: metadata, read, vread, history, search, create, update,
-delete, transaction/batch, and operations/ ($validate, Patient/$everything).
+delete, transaction/batch, and operations/ ($validate, Patient/$everything, bulk $export).
 
 `install_fhir_api(app)` adds the routes (in matching order: literal segments such as
 `_history`, `_search`, `$validate` before `{id}`), the FhirError handler and the middleware
@@ -16,13 +16,14 @@ from ...usecases.fhir_errors import FhirError
 from . import create, delete, history, metadata, read, search, transaction, update, vread
 from .common import negotiate
 from .errors import OutcomeMiddleware, fhir_error_handler
-from .operations import everything, validate
+from .operations import everything, export, validate
 from .registry import Registry
 
 PREFIX = "/fhir"
 
 MODULES = (
     metadata.register,
+    export.register,  # $export, Patient/$export, $export-status/{job}, $export-file/{job}/{file}: before {type}/{id}
     history.register_type,
     everything.register,
     history.register_instance,
@@ -41,7 +42,9 @@ MODULES = (
 
 def fhir_router() -> tuple[APIRouter, Registry]:
     registry = Registry()
-    router = APIRouter(dependencies=[Depends(negotiate)])
+    from ..fhir_access import fhir_guard  # authentication, SMART scopes, tenancy (service/api/fhir_access.py)
+
+    router = APIRouter(dependencies=[Depends(negotiate), Depends(fhir_guard)])
     for register in MODULES:
         register(router, registry)
     return router, registry
@@ -54,4 +57,5 @@ def install_fhir_api(app: FastAPI) -> Registry:
     app.add_exception_handler(FhirError, fhir_error_handler)
     app.add_middleware(OutcomeMiddleware)
     app.state.fhir_registry = registry
+    export.install(app)  # the bulk export runner thread starts and stops with the app
     return registry

@@ -33,8 +33,14 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
+NDJSON_OPERATIONS = frozenset({"fhir_export_file"})
+"""Routes that answer application/fhir+ndjson (bulk export output files): not negotiated."""
+
+
 def negotiate(request: Request) -> None:
     """406 unless the client accepts JSON (`_format` wins over Accept)."""
+    if getattr(request.scope.get("route"), "operation_id", None) in NDJSON_OPERATIONS:
+        return
     formats = request.query_params.getlist("_format")
     for value in formats:
         if value.split(";")[0].strip().lower() not in JSON_FORMATS:
@@ -89,23 +95,35 @@ async def run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def reader(request: Request):  # type: ignore[no-untyped-def]
-    """A read-only unit of work."""
-    return read_uow(services_of(request))
+    """A read-only unit of work, confined to the caller's clinic / patient (service/api/fhir_access.py)."""
+    from ..fhir_access import scoped
+
+    return scoped(request, read_uow(services_of(request)))
 
 
 def writer(request: Request):  # type: ignore[no-untyped-def]
-    return services_of(request).uow()
+    from ..fhir_access import scoped
+
+    return scoped(request, services_of(request).uow())
 
 
 def clinic_header(request: Request) -> str | None:
+    """The clinic writes go to: the token's clinic (an `X-Clinic-Id` naming another -> 403); the
+    header only matters for an admin token without a clinic claim (or with auth disabled)."""
+    from ..fhir_access import clinic_for_writes
+
     value = request.headers.get(CLINIC_HEADER)
-    return value.strip() if value and value.strip() else None
+    return clinic_for_writes(request, value.strip() if value and value.strip() else None)
 
 
 def query_items(request: Request) -> list[tuple[str, str]]:
     items = list(request.query_params.multi_items())
     if any("\x00" in k or "\x00" in v for k, v in items):
         raise FhirError.of(400, "query parameters must not contain NUL characters", "invalid")
+    if getattr(request.scope.get("route"), "operation_id", None) in ("fhir_search", "fhir_search_post"):
+        from ..fhir_access import granular_filters  # a granular SMART scope narrows the search
+
+        items += granular_filters(request, request.path_params.get("resource_type", ""))
     return items
 
 

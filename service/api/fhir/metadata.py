@@ -69,7 +69,7 @@ def capability_statement(registry: Registry, base: str) -> dict:
     system_ops = [{"name": op.name, "definition": op.definition} for op in registry.operations if not op.resource_types]
     if system_ops:
         rest["operation"] = system_ops
-    return {
+    statement: dict = {
         "resourceType": "CapabilityStatement",
         "id": "ketamine-fhir-service",
         "name": "KetamineProgramFhirServer",
@@ -85,11 +85,18 @@ def capability_statement(registry: Registry, base: str) -> dict:
         "format": ["application/fhir+json", "json"],
         "rest": [rest],
     }
+    if registry.instantiates:
+        statement["instantiates"] = list(registry.instantiates)
+    return statement
 
 
 def register(router: APIRouter, registry: Registry) -> None:
     async def metadata(request: Request) -> Response:
-        return fhir_response(orjson.dumps(capability_statement(registry, base_url(request))))
+        statement = capability_statement(registry, base_url(request))
+        security = getattr(request.app.state, "capability_security", None)  # service.auth.smart_configuration
+        if security is not None:
+            statement["rest"][0]["security"] = security
+        return fhir_response(orjson.dumps(statement))
 
     router.add_api_route(
         "/metadata", metadata, methods=["GET"], operation_id="fhir_capabilities", tags=["FHIR"],

@@ -32,6 +32,8 @@ class Registry:
     operations: list[Operation] = field(default_factory=list)
     conditional_create: set[str] = field(default_factory=set)
     conditional_update: set[str] = field(default_factory=set)
+    instantiates: list[str] = field(default_factory=list)
+    """Canonical URLs of CapabilityStatements this server also conforms to (e.g. Bulk Data)."""
 
     def interaction(self, code: str, resource_types: tuple[str, ...] | list[str]) -> None:
         for resource_type in resource_types:
@@ -45,6 +47,10 @@ class Registry:
 
     def operation(self, operation: Operation) -> None:
         self.operations.append(operation)
+
+    def instantiate(self, canonical: str) -> None:
+        if canonical not in self.instantiates:
+            self.instantiates.append(canonical)
 
     def supports(self, resource_type: str, code: str) -> bool:
         return code in self.interactions.get(resource_type, [])

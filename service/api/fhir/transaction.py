@@ -8,13 +8,14 @@ from starlette.responses import Response
 from ...usecases.fhir_transaction import process
 from .common import FHIR_RESPONSES, RESOURCE_BODY, base_url, clinic_header, fhir_response, prefer, read_body, run, services_of
 from .registry import Registry
+from ..fhir_access import scoped_factory
 
 
 async def post_bundle(request: Request) -> Response:
     body = await read_body(request)
     services = services_of(request)
     bundle = await run(
-        process, services.uow_factory, body, base=base_url(request), clinic=clinic_header(request),
+        process, scoped_factory(request, services.uow_factory), body, base=base_url(request), clinic=clinic_header(request),
         prefer=prefer(request, "return"),
     )
     return fhir_response(bundle.to_bytes())

@@ -28,13 +28,51 @@
 
   // ------------------------------------------------------------------ HTTP (the only place)
 
-  const auth = { header: null };
+  // Authorization: a token given in the URL fragment (#access_token=...; kept in sessionStorage for
+  // this tab, never in the URL or in logs), one set by window.billing.setAuthorization(), or, when
+  // the service runs in dev mode, a short-lived billing token from /billing/dev-token (loopback only).
+  const auth = { header: null, fromDev: false };
+  const TOKEN_KEY = "billing.accessToken";
+
+  function tokenFromFragment() {
+    const fragment = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    const token = fragment.get("access_token");
+    if (!token) return null;
+    fragment.delete("access_token");
+    const url = new URL(window.location.href);
+    url.hash = fragment.toString();
+    window.history.replaceState(null, "", url);
+    return token;
+  }
+
+  /** The one network call of the page. */
+  function send(url, init) { return fetch(url, init); }
+
+  async function ensureToken(force) {
+    if (auth.header && !force) return;
+    const given = tokenFromFragment() || (force ? null : window.sessionStorage.getItem(TOKEN_KEY));
+    if (given) {
+      window.sessionStorage.setItem(TOKEN_KEY, given);
+      auth.header = `Bearer ${given}`;
+      auth.fromDev = false;
+      return;
+    }
+    const url = new URL("/billing/dev-token", window.location.origin);
+    url.searchParams.set("clinic_id", model.clinicId || "");
+    const response = await send(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (response.ok) {
+      const data = await response.json();
+      auth.header = `Bearer ${data.access_token}`;
+      auth.fromDev = true;
+    }
+  }
 
   /** Call the service. `query` values that are null/undefined/"" are left out; `body` is sent as
    * JSON. Resolves to parsed JSON (or text); rejects with an Error carrying `status` and the
    * problem document's detail. */
   async function api(method, path, options) {
-    const { query, body } = options || {};
+    const { query, body, blob } = options || {};
+    await ensureToken(false);
     const url = new URL(path, window.location.origin);
     for (const [key, value] of Object.entries(query || {})) {
       if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, String(value));
@@ -42,12 +80,17 @@
     const headers = { Accept: "application/json, application/problem+json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (auth.header) headers.Authorization = auth.header;
-    const response = await fetch(url, {
+    let response = await send(url, {
       method, headers, credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    if (response.status === 401 && auth.fromDev && !(options || {}).retried) {
+      await ensureToken(true);  // the dev token expired or the clinic changed: get a fresh one, once
+      return api(method, path, { ...(options || {}), retried: true });
+    }
     const type = response.headers.get("content-type") || "";
-    const data = type.includes("json") ? await response.json().catch(() => null) : await response.text();
+    const data = response.ok && blob ? await response.blob()
+      : type.includes("json") ? await response.json().catch(() => null) : await response.text();
     if (!response.ok) {
       const detail = data && typeof data === "object" ? (data.detail || data.title) : null;
       const error = new Error(`${method} ${url.pathname}: ${response.status} ${detail || response.statusText}`);
@@ -59,7 +102,11 @@
   }
 
   // Hook for the auth work to come: window.billing.setAuthorization("Bearer ...").
-  window.billing = { setAuthorization(value) { auth.header = value || null; }, reload: () => loadWorklist() };
+  window.billing = {
+    setAuthorization(value) { auth.header = value || null; auth.fromDev = false; },
+    authorization: () => auth.header,
+    reload: () => loadWorklist(),
+  };
 
   // ------------------------------------------------------------------ DOM helpers (text only)
 
@@ -574,11 +621,13 @@
     if (!row) return;
     await act($("action-packet"), "Building the medical-necessity packet…", async () => {
       const packet = await api("POST", `${API}/packets`, { query: { clinic_id: model.clinicId, patient_id: row.patient_id } });
-      const pdf = withQuery(packet.pdf, { clinic_id: model.clinicId });
+      const pdfApi = withQuery(packet.pdf, { clinic_id: model.clinicId });
+      // the PDF needs the Authorization header, so it is fetched here and shown from a blob: URL
+      const pdf = pdfApi ? URL.createObjectURL(await api("GET", pdfApi, { blob: true })) : null;
       const body = clear($("packet-body"));
       const pages = packet.pages ? `, ${packet.pages} page${packet.pages === 1 ? "" : "s"}` : "";
       body.append(el("p", {},
-        pdf ? el("a", { href: pdf, target: "_blank", rel: "noopener", id: "packet-link", text: `Open ${packet.title || "packet"} (PDF${pages})` }) : "PDF unavailable",
+        pdf ? el("a", { href: pdf, target: "_blank", rel: "noopener", id: "packet-link", dataset: { api: pdfApi }, text: `Open ${packet.title || "packet"} (PDF${pages})` }) : "PDF unavailable",
         packet.generated_on ? ` · generated ${dateText(packet.generated_on)}` : ""));
       if (pdf) body.append(el("iframe", { src: pdf, title: "Medical-necessity packet preview", class: "packet-frame" }));
       $("packet").hidden = false;
@@ -594,6 +643,7 @@
     $("clinic-form").addEventListener("submit", (event) => {
       event.preventDefault();
       model.clinicId = $("clinic-id").value.trim();
+      if (auth.fromDev) auth.header = null;  // a dev token is per clinic
       const url = new URL(window.location.href);
       url.searchParams.set("clinic_id", model.clinicId);
       window.history.replaceState(null, "", url);
