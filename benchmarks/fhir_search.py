@@ -82,7 +82,7 @@ def search_params(rng: random.Random, patient: str) -> list[tuple[str, str]]:
     return [("patient", patient), ("code", rng.choice(CODES)), ("date", f"ge2026-{month:02d}-{day:02d}")]
 
 
-def export_child(url: str, types: tuple[str, ...] | None, directory: str, queue: Any) -> None:
+def export_child(url: str, since: Any, directory: str, queue: Any) -> None:
     """In a fresh process: export, then report (count, seconds, RSS before, peak RSS)."""
     import datetime as dt
 
@@ -95,7 +95,7 @@ def export_child(url: str, types: tuple[str, ...] | None, directory: str, queue:
     store = ExportJobStore(engine, lambda: dt.datetime.now(dt.timezone.utc))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    result = write_ndjson(store, ExportParameters("system", types or READ_TYPES, None), Path(directory), clinic_id=None,
+    result = write_ndjson(store, ExportParameters("system", READ_TYPES, since), Path(directory), clinic_id=None,
                           clock=lambda: dt.datetime.now(dt.timezone.utc))
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -103,11 +103,11 @@ def export_child(url: str, types: tuple[str, ...] | None, directory: str, queue:
     queue.put((sum(result.counts.values()), seconds, before, peak, size))
 
 
-def export_in_fresh_process(url: str, types: tuple[str, ...] | None) -> tuple[int, float, int, int, int]:
+def export_in_fresh_process(url: str, since: Any) -> tuple[int, float, int, int, int]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     with tempfile.TemporaryDirectory() as directory:
-        process = context.Process(target=export_child, args=(url, types, directory, queue))
+        process = context.Process(target=export_child, args=(url, since, directory, queue))
         process.start()
         result = queue.get(timeout=1800)
         process.join()
@@ -146,13 +146,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--url", help="an already loaded database (skips starting PostgreSQL and loading)")
     parser.add_argument("--keep", action="store_true", help="leave the throwaway PostgreSQL running")
+    parser.add_argument("--load-note", default="database loaded by an earlier run", help="with --url: how it was loaded")
     args = parser.parse_args()
     notes: list[str] = []
     cluster = None
     procs: list[subprocess.Popen] = []
     try:
         if args.url:
-            url, load_note = args.url, "database loaded by an earlier run"
+            url, load_note = args.url, args.load_note
         else:
             server, cluster = start_postgres()
             url = create_database(server, "bench")
@@ -171,6 +172,7 @@ def main() -> None:
             patients = [r[0] for r in connection.execute("SELECT id FROM fhir_resource WHERE resource_type = 'Patient'")]
             observations = [r[0] for r in connection.execute(
                 "SELECT id FROM fhir_resource WHERE resource_type = 'Observation' ORDER BY random() LIMIT 2000")]
+            median = connection.execute("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY last_updated) FROM fhir_resource").fetchone()[0]
             rng = random.Random(5)
             explain_params = search_params(rng, rng.choice(patients))
         notes.append(load_note + f"; ANALYZE {analyze:.1f} s")
@@ -199,7 +201,7 @@ def main() -> None:
         services.close()
 
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "AUTH_MODE": "disabled", "EXPORT_DIR": tempfile.mkdtemp(prefix="bench-export-")}
+        env = {**os.environ, "DATABASE_URL": url, "AUTH_MODE": "disabled", "RATE_LIMIT_PER_MINUTE": "0", "EXPORT_DIR": tempfile.mkdtemp(prefix="bench-export-")}
         server_proc = start_server("service.api.app:create_app", port, env)
         procs.append(server_proc)
         http: dict[str, list[float]] = {}
@@ -216,26 +218,26 @@ def main() -> None:
                 timed(warm)
             http = {"search": timed(hs), "everything": timed(he), "read": timed(hr)}
             rss_start = vm_hwm(server_proc.pid)
-            small_http = http_export(client, {"_type": "Observation"})
+            small_http = http_export(client, {"_since": median.isoformat()})
             rss_small = vm_hwm(server_proc.pid)
             big_http = http_export(client, {})
             rss_big = vm_hwm(server_proc.pid)
 
-        small = export_in_fresh_process(url, ("Observation",))
+        small = export_in_fresh_process(url, median)
         big = export_in_fresh_process(url, None)
         rows = [
             ["search Observation?patient&code&date=ge", ms(inproc["search"], 50), ms(inproc["search"], 95), ms(http["search"], 50), ms(http["search"], 95)],
             ["Patient/{id}/$everything (first page)", ms(inproc["everything"], 50), ms(inproc["everything"], 95), ms(http["everything"], 50), ms(http["everything"], 95)],
             ["read Observation/{id} (floor)", ms(inproc["read"], 50), ms(inproc["read"], 95), ms(http["read"], 50), ms(http["read"], 95)],
         ]
-        for label, (count, seconds, before, peak, size) in (("$export _type=Observation", small), ("$export all types", big)):
+        for label, (count, seconds, before, peak, size) in ((f"$export all types _since={median.isoformat(timespec='seconds')}", small), ("$export all types", big)):
             rows.append([
                 f"{label}: {count:,} resources, {size / 1e6:,.0f} MB NDJSON",
                 f"{count / seconds:,.0f} resources/s", f"{seconds:.1f} s",
                 f"peak RSS {peak / 1024:,.0f} MiB", f"(+{(peak - before) / 1024:,.0f} MiB over the process at start)",
             ])
         notes.append(
-            f"$export over HTTP (kick-off to manifest, runner thread in the uvicorn process): Observation {small_http[0]:,} in {small_http[1]:.1f} s "
+            f"$export over HTTP (kick-off to manifest, runner thread in the uvicorn process): half (_since) {small_http[0]:,} in {small_http[1]:.1f} s "
             f"= {small_http[0] / small_http[1]:,.0f}/s, all {big_http[0]:,} in {big_http[1]:.1f} s = {big_http[0] / big_http[1]:,.0f}/s; "
             f"server RSS high-water mark {rss_start / 1024:,.0f} MiB before, {rss_small / 1024:,.0f} MiB after the small export, "
             f"{rss_big / 1024:,.0f} MiB after the big one"

@@ -52,12 +52,12 @@ def _prepared_bundles(base_url: str, stored: list[tuple[str, str, bytes, dict]])
     ]
 
 
-def run_pipeline(engine, base_url: str, run: int, concurrency: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+def run_pipeline(engine, base_url: str, run: int, concurrency: int, max_in_flight: int = 4) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     options = WorkerOptions(
         concurrency=concurrency, batch_items=300, batch_partitions=2, poll_seconds=0.01, defer_seconds=0.05,
         policy=RetryPolicy(base_seconds=0.05, cap_seconds=0.5),
     )
-    target = TargetConfig(name=f"bench-{run}", base_url=base_url)
+    target = TargetConfig(name=f"bench-{run}", base_url=base_url, max_in_flight=max_in_flight)
     worker = SyncWorker(SyncStore(engine), [target], options)
     start = time.perf_counter()
     report = worker.run(until_idle=True, max_seconds=600)
@@ -92,7 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--courses", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=4, help="concurrent requests of the bare client")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="concurrent requests of the bare client, and the worker's max_in_flight")
     parser.add_argument("--lanes", type=int, default=4, help="worker lanes (the ceiling is also measured at this many)")
     parser.add_argument("--naive-sample", type=int, default=600, help="resources the naive client sends per run")
     args = parser.parse_args()
@@ -107,7 +108,7 @@ def main() -> None:
         pipeline, ceiling, naive = [], [], []
         for run in range(args.repeats):
             peer.reset()
-            sent, elapsed = run_pipeline(engine, peer.base_url, run, args.lanes)
+            sent, elapsed = run_pipeline(engine, peer.base_url, run, args.lanes, args.concurrency)
             assert sent == count, (sent, count)
             pipeline.append(count / elapsed)
             peer.reset()
@@ -130,7 +131,8 @@ def main() -> None:
             f"(in-memory, node) on the same machine; best of {args.repeats} runs each.",
             f"Pipeline and ceiling both send transaction Bundles of {CHUNK} PUTs (the peer's declared limit). The "
             f"ceiling is the best of {sorted({args.concurrency, args.lanes})} concurrent requests; the pipeline runs "
-            f"{args.lanes} lanes (each sends its batch's chunks in dependency order, one at a time) and also takes "
+            f"{args.lanes} lanes sharing at most {args.concurrency} requests in flight (max_in_flight; partitions' "
+            "chunks go concurrently, each partition's in order, after the chunks they refer to) and also takes "
             "the outbox into delivery rows, claims partitions with leases, orders by references and records every "
             "outcome.",
             f"Naive: {args.naive_sample} resources, one POST each, sequential (server-assigned ids: not idempotent).",

@@ -41,6 +41,8 @@ def document_security(schema: dict[str, Any]) -> None:
                 continue
             operation["security"] = [{"SMARTBearer": []}]
             codes = list(GUARD_CODES)
+            if path.startswith("/fhir"):
+                codes.append(404)  # unknown types, ids, jobs and files: an OperationOutcome
             if method in ("post", "put", "patch"):
                 codes += BODY_CODES
             for code in codes:

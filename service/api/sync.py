@@ -44,6 +44,13 @@ def _admin(request: Request, services: Any) -> SyncAdmin:
     return admin
 
 
+def _check_target_payload(payload: dict[str, Any]) -> None:
+    """Field types the target code relies on (a wrong type is a 422, never a 500)."""
+    for field in ("auth", "base_url", "id_policy", "username", "token", "password", "private_key", "name"):
+        if field in payload and payload[field] is not None and not isinstance(payload[field], str):
+            raise ApiError(422, "sync-target", f"{field} must be a string")
+
+
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
@@ -75,12 +82,14 @@ async def put_target(
     name: Annotated[str, Path(pattern=NAME_PATTERN)], payload: Annotated[dict[str, Any], Body()], request: Request,
     services: ServicesDep,
 ) -> Response:
+    _check_target_payload(payload)
     return json_response(await _call(_admin(request, services).put_target, name, payload))
 
 
 @router.post("/sync/targets", operation_id="create_sync_target", summary="Create an EHR target (body has its name)",
              response_model=dict[str, Any], status_code=201, responses=problem_responses(409, 422), dependencies=GLOBAL)
 async def create_target(payload: Annotated[dict[str, Any], Body()], request: Request, services: ServicesDep) -> Response:
+    _check_target_payload(payload)
     name = str(payload.get("name") or "")
     admin = _admin(request, services)
     if await run_in_threadpool(admin.store.get_target, name) is not None:

@@ -201,7 +201,11 @@ def _date_condition(column: str, match: DateMatch) -> Any:
     return sa.and_(has_date, condition)
 
 
-def _token_condition(resource_type: str, token: TokenFilter) -> Any:
+def _token_condition(resource_type: str, token: TokenFilter, patients: tuple[str, ...] | None = None) -> Any:
+    """EXISTS a matching token; with the search's `patients` (the rows' patient_id is one of
+    them), the token's copy of patient_id is constrained too, so PostgreSQL can read the
+    patient's tokens from ix_fhir_search_token_patient (same result: a token's patient_id is
+    its resource's)."""
     T = FhirSearchTokenRow
     alternatives = []
     for match in token.matches:
@@ -218,6 +222,7 @@ def _token_condition(resource_type: str, token: TokenFilter) -> Any:
             col(T.resource_id) == col(R.id),
             col(T.param) == token.param,
             sa.or_(*alternatives),
+            *([col(T.patient_id).in_(list(patients))] if patients else []),
         )
         .exists()
     )
@@ -240,8 +245,9 @@ def _where(spec: SearchSpec) -> list[Any]:
         conditions.append(col(R.status).in_(list(statuses)))
     for date in spec.dates:
         conditions.append(sa.or_(*[_date_condition(date.column, m) for m in date.matches]))
+    patients = spec.patient_ids[0] if len(spec.patient_ids) == 1 else None
     for token in spec.tokens:
-        conditions.append(_token_condition(spec.resource_type, token))
+        conditions.append(_token_condition(spec.resource_type, token, patients))
     return conditions
 
 

@@ -562,7 +562,8 @@ class FhirResourceRepository:
         if stale:
             connection.execute(_DELETE_TOKENS, {"keys": stale})
         token_rows = [
-            {"resource_type": k[0], "resource_id": k[1], "param": p, "system": s, "value": v}
+            {"resource_type": k[0], "resource_id": k[1], "param": p, "system": s, "value": v,
+             "patient_id": final_rows[k]["patient_id"]}
             for k, found in tokens.items()
             for p, s, v in sorted(found)
         ]

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import time
-from contextlib import contextmanager
+import weakref
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -54,6 +56,11 @@ M = SyncIdMapRow.__table__  # type: ignore[attr-defined]
 
 STATUSES = ("pending", "sending", "sent", "retrying", "dead")
 ACTIVE = ("pending", "sending", "retrying")
+
+
+_WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.RLock]" = weakref.WeakKeyDictionary()
+_WRITE_LOCKS_GUARD = threading.Lock()
+_NO_LOCK = nullcontext()
 
 
 def utc_now() -> dt.datetime:
@@ -245,11 +252,31 @@ class SyncStore:
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self.write_lock() if write else _NO_LOCK, Session(self.engine, expire_on_commit=False) as session:
             if self.is_sqlite and write:
                 session.connection(execution_options={"sqlite_begin": "immediate"})
             yield session
             session.commit()
+
+    def _stamp(self, value: dt.datetime) -> Any:
+        """`value` as a bound literal already in the database's form, for statements executed
+        for many rows (the column type would convert it again for every row)."""
+        convert = D.c.updated_at.type._cached_bind_processor(self.engine.dialect)
+        stored = convert(value) if convert else value
+        return sa.literal(stored, sa.String() if isinstance(stored, str) else sa.DateTime(timezone=True))
+
+    def write_lock(self) -> Any:
+        """SQLite: the lock this process's write transactions on the database take first. The
+        worker's lanes would otherwise meet in SQLite's busy handler, which sleeps in steps of
+        up to 100 ms; a lock hands over at once. (Other processes still meet in the busy
+        handler.) PostgreSQL: no lock."""
+        if not self.is_sqlite:
+            return _NO_LOCK
+        with _WRITE_LOCKS_GUARD:
+            lock = _WRITE_LOCKS.get(self.engine)
+            if lock is None:
+                lock = _WRITE_LOCKS[self.engine] = threading.RLock()
+        return lock
 
     def _retrying(self, work: Callable[[], Any], attempts: int = 8) -> Any:
         for attempt in range(attempts):
@@ -331,6 +358,15 @@ class SyncStore:
         return self._retrying(lambda: self._ingest(target, resource_types, batch, gap_timeout))
 
     def _ingest(self, target: str, types: frozenset[str] | None, batch: int, gap_timeout: float) -> IngestResult:
+        O = OutboxRow.__table__  # type: ignore[attr-defined]
+        with self._tx(write=False) as s:  # a cheap look first: polling an idle outbox takes no write lock
+            cur = s.execute(
+                sa.select(SyncCursorRow.last_seq, SyncCursorRow.gaps).where(SyncCursorRow.target == target)  # type: ignore[arg-type]
+            ).first()
+            if cur is not None and cur.gaps in ("[]", "") and s.execute(
+                sa.select(O.c.seq).where(O.c.seq > cur.last_seq).limit(1)
+            ).first() is None:
+                return IngestResult(0, int(cur.last_seq), 0, True)
         now = self.clock()
         epoch = now.timestamp()
         with self._tx() as s:
@@ -342,7 +378,6 @@ class SyncStore:
                 s.add(cursor)
                 s.flush()
             gaps: dict[int, float] = {int(k): float(v) for k, v in orjson.loads(cursor.gaps)}
-            O = OutboxRow.__table__  # type: ignore[attr-defined]
             cols = [O.c.seq, O.c.resource_type, O.c.resource_id, O.c.version_id, O.c.deleted, O.c.patient_id, O.c.clinic_id]
             rows = list(s.execute(sa.select(*cols).where(O.c.seq > cursor.last_seq).order_by(O.c.seq).limit(batch)))
             found = []
@@ -427,13 +462,13 @@ class SyncStore:
                 dict(
                     target=target, resource_type=r.resource_type, resource_id=r.resource_id, version_id=r.version_id,
                     deleted=bool(r.deleted), seq=r.seq, partition_key=part, patient_id=r.patient_id,
-                    clinic_id=r.clinic_id, status="pending", attempts=0, next_attempt_at=now, created_at=now,
-                    updated_at=now,
+                    clinic_id=r.clinic_id, status="pending", attempts=0,
                 )
             )
         # one statement, executed for many rows (compiled once and cached; the multi-row
         # VALUES form would be compiled again for every batch)
-        stmt = self._insert(D)
+        stamp = self._stamp(now)
+        stmt = self._insert(D).values(next_attempt_at=stamp, created_at=stamp, updated_at=stamp)
         ex = stmt.excluded
         in_flight = sa.or_(D.c.status == "sending", D.c.status == "retrying")  # no IN: executemany
         status = sa.case(
@@ -546,7 +581,7 @@ class SyncStore:
                     .where(D.c.target == target, sa.tuple_(D.c.resource_type, D.c.resource_id).in_(chunk))
                     .values(status="sending", lease_owner=worker_id, lease_until=until, updated_at=now)
                 )
-            current = self._current_json(s, keys)
+            current = self._current_json(s, keys, claimed=(target, worker_id, until, locked))
             items = []
             for r in rows:
                 key = (r.resource_type, r.resource_id)
@@ -566,11 +601,28 @@ class SyncStore:
                 )
             return Claim(items, used)
 
-    def _current_json(self, s: Session, keys: list[Key]) -> dict[Any, tuple[int, bytes]]:
+    def _current_json(
+        self, s: Session, keys: list[Key], claimed: tuple[str, str, dt.datetime, list[str]] | None = None
+    ) -> dict[Any, tuple[int, bytes]]:
+        """The current (version, JSON) of `keys`; for deleted ones ("~tomb", type, id) -> (last
+        version, b""). `claimed` (target, worker, lease end, partitions): `keys` are exactly the
+        rows just claimed with that lease, read with a join instead of a long list of keys."""
         R = FhirResourceRow.__table__  # type: ignore[attr-defined]
         H = FhirResourceHistoryRow.__table__  # type: ignore[attr-defined]
         found: dict[Any, tuple[int, bytes]] = {}
-        for chunk in _chunks(keys, 400):
+        if claimed is not None:
+            target, worker_id, until, partitions = claimed
+            stmt = (
+                sa.select(R.c.resource_type, R.c.id, R.c.version_id, R.c.json)
+                .join(D, sa.and_(D.c.resource_type == R.c.resource_type, D.c.resource_id == R.c.id))
+                .where(D.c.target == target, D.c.partition_key.in_(partitions), D.c.status == "sending",
+                       D.c.lease_owner == worker_id, D.c.lease_until == until)
+            )
+            wanted = set(keys)
+            for r in s.execute(stmt):
+                if (r.resource_type, r.id) in wanted:
+                    found[(r.resource_type, r.id)] = (r.version_id, r.json)
+        for chunk in _chunks([k for k in keys if k not in found], 400):  # (a deletion has no current row)
             for r in s.execute(
                 sa.select(R.c.resource_type, R.c.id, R.c.version_id, R.c.json).where(
                     sa.tuple_(R.c.resource_type, R.c.id).in_(chunk)
@@ -668,6 +720,7 @@ class SyncStore:
             by_kind.setdefault(o.kind, []).append(p)
             name = {"sent": "sent", "retry": "retried", "dead": "dead", "defer": "deferred"}[o.kind]
             counters[name] = counters.get(name, 0) + 1
+        stamp = self._stamp(now)
         with self._tx() as s:
             conn = s.connection()
             if "sent" in by_kind:
@@ -675,9 +728,9 @@ class SyncStore:
                     sa.update(D).where(where).values(
                         status=sa.case((newer, "pending"), else_="sent"),
                         version_id=sa.case((newer, D.c.version_id), else_=b("b_v")),
-                        sent_version_id=b("b_v"), target_id=b("b_tid"), target_version=b("b_tver"), sent_at=now,
+                        sent_version_id=b("b_v"), target_id=b("b_tid"), target_version=b("b_tver"), sent_at=stamp,
                         attempts=0, last_error=None, blocked_by=None, lease_owner=None, lease_until=None,
-                        next_attempt_at=now, updated_at=now,
+                        next_attempt_at=stamp, updated_at=stamp,
                     ),
                     by_kind["sent"],
                 )

@@ -138,6 +138,9 @@ class FhirSearchTokenRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_fhir_search_token_value", "param", "system", "value"),
         sa.Index("ix_fhir_search_token_type_value", "resource_type", "param", "value"),
+        # one patient's tokens side by side: Observation?patient=&code= reads a leaf page or two
+        # instead of probing the primary key once per Observation of the patient (0007)
+        sa.Index("ix_fhir_search_token_patient", "patient_id", "resource_type", "param", "value", "system", "resource_id"),
     )
 
     resource_type: str = Field(primary_key=True, max_length=64)
@@ -146,6 +149,8 @@ class FhirSearchTokenRow(SQLModel, table=True):
     system: str = Field(primary_key=True, max_length=255)
     """'' when the token has no system (e.g. status)."""
     value: str = Field(primary_key=True, max_length=255)
+    patient_id: str | None = Field(default=None, max_length=64)
+    """The resource's patient (fhir_resource.patient_id, copied; migration 0007)."""
 
 
 class OutboxRow(SQLModel, table=True):

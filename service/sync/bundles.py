@@ -131,6 +131,76 @@ def chunk(
     return chunks
 
 
+@dataclass
+class PlannedChunk:
+    """One request's worth of keys, and the chunks that must be through before it is sent."""
+
+    index: int
+    keys: list[Key]
+    group: str
+    after: set[int]
+
+
+def plan_chunks(
+    ordered: Sequence[Key], group_of: Callable[[Key], str], size: int, refs: dict[Key, set[Key]] | None = None, *,
+    split_on_internal_refs: bool = False, conditional_limit: int | None = None,
+    is_conditional: Callable[[Key], bool] | None = None, after_all: Iterable[int] = (), first_index: int = 0,
+) -> list[PlannedChunk]:
+    """Chunk a dependency-ordered list per group (partition), for sending groups concurrently.
+
+    A group's chunks are sent one after another (each is `after` the group's previous one), and a
+    chunk is `after` every chunk holding something it refers to that comes before it in
+    `ordered` (references to later keys are cycles, broken as `dependency_order` broke them).
+    A chunk another group's key refers to is closed at that point, so the graph has no cycles:
+    every chunk waits only on chunks closed before it. Limits as in `chunk`."""
+    chunks: list[PlannedChunk] = []
+    open_by_group: dict[str, PlannedChunk] = {}
+    last_by_group: dict[str, int] = {}
+    members: dict[int, set[Key]] = {}
+    conditional: dict[int, int] = {}
+    chunk_of: dict[Key, int] = {}
+    base_after = set(after_all)
+
+    def close(group: str) -> None:
+        open_by_group.pop(group, None)
+
+    for key in ordered:
+        group = group_of(key)
+        deps = refs.get(key, set()) if refs is not None else set()
+        placed = {chunk_of[d] for d in deps if d in chunk_of}
+        for index in placed:  # something another group's open chunk holds: that chunk is complete now
+            other = chunks[index - first_index]
+            if other.group != group and open_by_group.get(other.group) is other:
+                close(other.group)
+        cond = bool(is_conditional and is_conditional(key))
+        current = open_by_group.get(group)
+        if current is not None:
+            full = len(current.keys) >= size or (
+                cond and conditional_limit is not None and conditional[current.index] >= conditional_limit
+            )
+            clash = split_on_internal_refs and bool(deps & members[current.index])
+            if full or clash:
+                close(group)
+                current = None
+        if current is None:
+            index = first_index + len(chunks)
+            after = set(base_after)
+            if group in last_by_group:
+                after.add(last_by_group[group])
+            current = PlannedChunk(index, [], group, after)
+            chunks.append(current)
+            open_by_group[group] = current
+            last_by_group[group] = index
+            members[index] = set()
+            conditional[index] = 0
+        current.after.update(i for i in placed if i != current.index)
+        current.keys.append(key)
+        members[current.index].add(key)
+        conditional[current.index] += cond
+        chunk_of[key] = current.index
+    return chunks
+
+
 def business_identifier(resource: dict[str, Any]) -> tuple[str, str] | None:
     """The identifier to match on: the first with both system and value."""
     identifiers = resource.get("identifier")

@@ -34,6 +34,8 @@ class SyncSettings(BaseSettings):
     target_types: str = ""
     """Comma-separated resource types to send; empty = all."""
     target_id_policy: str = "client"
+    target_max_in_flight: int = Field(default=4, ge=1, le=64)
+    """Requests in flight to the target at once (per worker process, shared by its lanes)."""
 
     # the worker
     worker_concurrency: int = Field(default=4, ge=1, le=64)

@@ -35,6 +35,8 @@ class TargetConfig:
     alg: str = "RS384"
     scope: str | None = None
     source: str = "api"  # env | api
+    max_in_flight: int = 4
+    """Requests in flight to this target at once, per worker process (shared by its lanes)."""
 
     def accepts(self, resource_type: str) -> bool:
         return not self.resource_types or resource_type in self.resource_types
@@ -56,6 +58,8 @@ class TargetConfig:
             raise TargetConfigError(f"target {self.name}: base URL must be http(s)")
         if self.auth not in AUTH_KINDS:
             raise TargetConfigError(f"target {self.name}: auth must be one of {', '.join(AUTH_KINDS)}")
+        if not 1 <= self.max_in_flight <= 64:
+            raise TargetConfigError(f"target {self.name}: max_in_flight must be 1-64")
         if self.id_policy not in ID_POLICIES:
             raise TargetConfigError(f"target {self.name}: id_policy must be client or server")
         if self.auth == "bearer" and not self.token:
@@ -106,6 +110,7 @@ def target_from_settings(settings: SyncSettings) -> TargetConfig | None:
         alg=settings.target_alg,
         scope=settings.target_scope,
         source="env",
+        max_in_flight=settings.target_max_in_flight,
     )
 
 

@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -90,6 +91,52 @@ class WorkerOptions:
         )
 
 
+class RequestPool:
+    """At most `size` requests in flight to one target, shared by the worker's lanes: a lane
+    hands a request to the pool only when a slot is free (`try_submit`), and waits on `cond`
+    for its requests to finish or a slot to free up (every finish notifies)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = max(1, int(size))
+        self.name = name
+        self.cond = threading.Condition()
+        self.busy = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    def free(self) -> int:
+        return self.size - self.busy
+
+    def try_submit(self, work: Callable[[], Any], done: Callable[[Future[Any]], None]) -> Future[Any] | None:
+        with self.cond:
+            if self.busy >= self.size:
+                return None
+            self.busy += 1
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix=self.name)
+            executor = self._executor
+
+        def finished(future: Future[Any]) -> None:
+            with self.cond:
+                self.busy -= 1
+                done(future)
+                self.cond.notify_all()
+
+        try:
+            future = executor.submit(work)
+        except BaseException:
+            with self.cond:
+                self.busy -= 1
+            raise
+        future.add_done_callback(finished)
+        return future
+
+    def close(self) -> None:
+        with self.cond:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
 class TargetRuntime:
     """A target with its client, circuit breaker and (fetched once) capabilities."""
 
@@ -97,6 +144,7 @@ class TargetRuntime:
         self.config = config
         self.client = client
         self.breaker = breaker
+        self.requests = RequestPool(config.max_in_flight, f"sync-{config.name}"[:40])
         self._caps: Capabilities | None = None
         self._caps_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
@@ -157,6 +205,7 @@ class _Batch:
     blocked_root: dict[Key, Key] = field(default_factory=dict)
     flushed: set[Key] = field(default_factory=set)
     last_flush: float = 0.0
+    in_flight: set[Key] = field(default_factory=set)
 
     def unflushed(self) -> tuple[list[Outcome], dict[Key, str]]:
         outcomes = [o for k, o in self.outcomes.items() if k not in self.flushed]
@@ -258,6 +307,7 @@ class SyncWorker:
                 self.store.release_lock(SQLITE_LOCK, self.worker_id)
                 self._holds_lock = False
             for rt in self.runtimes:
+                rt.requests.close()
                 rt.client.close()
         counts = self.store.status_counts()
         self.report.dead_letters = {t: c.get("dead", 0) for t, c in counts.items() if c.get("dead")}
@@ -305,7 +355,7 @@ class SyncWorker:
         """Nothing left to send on any target (dead letters aside) and the outbox fully taken in."""
         for rt in self.runtimes:
             self.ingest(rt, force=True)
-            if not rt.caught_up:
+            if not rt.caught_up:  # more to take in: the lanes do that a batch at a time, between claims
                 return False
             counts = self.store.status_counts(rt.name).get(rt.name, {})
             if counts.get("pending", 0) or counts.get("sending", 0) or counts.get("retrying", 0):
@@ -313,20 +363,18 @@ class SyncWorker:
         return True
 
     def ingest(self, rt: TargetRuntime, *, force: bool = False) -> None:
+        """Take one batch of the outbox into delivery rows (at most every poll interval while
+        caught up; at once while behind, so a backlog is taken in between claims and the first
+        requests go out before all of it is in). `force` waits for a lane already at it."""
         now = self.monotonic()
-        if not force and now - rt.last_ingest < min(0.25, self.options.poll_seconds):
+        if not force and rt.caught_up and now - rt.last_ingest < min(0.25, self.options.poll_seconds):
             return
         if not rt._ingest_lock.acquire(blocking=force):
             return
         try:
-            while True:
-                result = self.store.ingest(
-                    rt.name, rt.config.resource_types or None, gap_timeout=self.options.gap_timeout_seconds
-                )
-                rt.last_ingest = self.monotonic()
-                rt.caught_up = result.caught_up
-                if result.caught_up or not force:
-                    break
+            result = self.store.ingest(rt.name, rt.config.resource_types or None, gap_timeout=self.options.gap_timeout_seconds)
+            rt.last_ingest = self.monotonic()
+            rt.caught_up = result.caught_up
         finally:
             rt._ingest_lock.release()
 
@@ -389,13 +437,40 @@ class SyncWorker:
             batch.id_map = self.store.id_map(rt.name, wanted)
         upserts = [k for k in order if k not in batch.outcomes and not items[k].deleted]
         deletes = [k for k in reversed(order) if k not in batch.outcomes and items[k].deleted]
-        sendable = upserts + deletes
-        if caps.transactions:
-            self._send_transactions(batch, sendable, caps)
-        else:
-            self._send_each(batch, sendable)
+        self._run_tasks(batch, self._plan(batch, upserts, deletes, caps), caps)
         rest, new_ids = batch.unflushed()
         return list(batch.outcomes.values()), rest, new_ids
+
+    def _plan(self, batch: _Batch, upserts: list[Key], deletes: list[Key], caps: Capabilities) -> list[_Task]:
+        """The batch's requests: transaction chunks (or, without transactions, runs of single
+        sends), per partition, each after its partition's previous one and after the chunks
+        holding what it refers to; deletions after every upsert, in reverse order."""
+        server = batch.runtime.config.id_policy == "server"
+        if caps.transactions:
+            mode = "transaction"
+            if server:
+                unsupported = [k for k in upserts if not caps.supports_conditional_update(k[0])]
+                for key in unsupported:
+                    self._dead(batch, key, PermanentError(None, f"target does not declare conditional update for {key[0]}"))
+                upserts = [k for k in upserts if k not in batch.outcomes]
+            size = caps.max_transaction_entries
+            if self.options.max_bundle_entries:
+                size = min(size, self.options.max_bundle_entries)
+            if server and caps.max_conditional_entries:  # a transaction with any conditional entry has a lower cap
+                size = min(size, caps.max_conditional_entries)
+            conditional_limit = caps.max_conditional_entries if server else None
+        else:
+            mode, size, conditional_limit = "each", 50, None
+        items = batch.items
+        planned = bundles.plan_chunks(
+            upserts, lambda k: items[k].partition_key, size, batch.refs, split_on_internal_refs=server and mode == "transaction",
+            conditional_limit=conditional_limit, is_conditional=(lambda k: True) if server else None,
+        )
+        if deletes:
+            planned += bundles.plan_chunks(
+                deletes, lambda k: "~deletions", size, after_all=[c.index for c in planned], first_index=len(planned),
+            )
+        return [_Task(c.index, c.keys, c.after, mode, c.group) for c in planned]
 
     def _check_external_dependencies(self, batch: _Batch, order: list[Key], now: dt.datetime) -> None:
         external = set().union(*batch.refs.values()) - set(batch.items) if batch.refs else set()
@@ -474,9 +549,10 @@ class SyncWorker:
         batch.failed_until[key] = until
         return True
 
-    def _flush(self, batch: _Batch) -> None:
-        """Record the outcomes so far (keeping the partition leases) when the batch is long."""
-        if self.monotonic() - batch.last_flush < self.options.flush_seconds or batch.lease_lost:
+    def _flush(self, batch: _Batch, *, force: bool = False) -> None:
+        """Record the outcomes so far (keeping the partition leases) when the batch is long, or
+        at once (`force`) when other partitions may be waiting on them."""
+        if batch.lease_lost or (not force and self.monotonic() - batch.last_flush < self.options.flush_seconds):
             return
         outcomes, new_ids = batch.unflushed()
         if outcomes:
@@ -550,97 +626,209 @@ class SyncWorker:
             return bundles.conditional_put_entry(key, body, ident)
         return bundles.put_entry(batch.runtime.client.base, key, item.json or b"")
 
-    def _send_transactions(self, batch: _Batch, keys: list[Key], caps: Capabilities) -> None:
+    # ------------------------------------------------------------------ requests in flight
+
+    def _run_tasks(self, batch: _Batch, tasks: list[_Task], caps: Capabilities) -> None:
+        """Send the planned requests, up to the target's `max_in_flight` at once (shared with the
+        other lanes): a task goes when the tasks it is after are through. Outcomes are applied
+        here, in the lane's thread, as requests finish; the lease is renewed while they are in
+        flight. A lost lease or an open circuit breaker stops new requests; those in flight are
+        waited for."""
         rt = batch.runtime
-        server = rt.config.id_policy == "server"
-        if server:
-            unsupported = [k for k in keys if not batch.items[k].deleted and not caps.supports_conditional_update(k[0])]
-            for key in unsupported:
-                self._dead(batch, key, PermanentError(None, f"target does not declare conditional update for {key[0]}"))
-            keys = [k for k in keys if k not in batch.outcomes]
-        size = caps.max_transaction_entries
-        if self.options.max_bundle_entries:
-            size = min(size, self.options.max_bundle_entries)
-        if server and caps.max_conditional_entries:  # a transaction with any conditional entry has a lower cap
-            size = min(size, caps.max_conditional_entries)
-        chunks = bundles.chunk(
-            keys, size, batch.refs, split_on_internal_refs=server,
-            conditional_limit=caps.max_conditional_entries if server else None,
-            is_conditional=(lambda k: not batch.items[k].deleted) if server else None,
-        )
-        for index, chunk_keys in enumerate(chunks):
-            ready = [k for k in chunk_keys if k not in batch.outcomes and not self._blocked_by_failure(batch, k)]
-            if not ready:
-                continue
-            if not self._lease_ok(batch):
+        pool = rt.requests
+        by_index = {t.index: t for t in tasks}
+        open_tasks = {t.index for t in tasks}
+        finished: list[Future[Any]] = []
+        in_flight: dict[Future[Any], tuple[_Task, Any]] = {}
+        dispatching = True
+        wake = max(0.05, min(1.0, self.options.lease_seconds / 6))
+
+        def done(future: Future[Any]) -> None:  # called with pool.cond held
+            finished.append(future)
+
+        def ready() -> list[_Task]:
+            return [
+                by_index[i] for i in sorted(open_tasks)
+                if not by_index[i].busy and all(a not in open_tasks for a in by_index[i].after)
+            ]
+
+        while True:
+            with pool.cond:
+                completed, finished[:] = list(finished), []
+            shared = False
+            for future in completed:
+                task, request = in_flight.pop(future)
+                task.busy = False
+                self._apply(batch, task, request, future)
+                if task.finished():
+                    open_tasks.discard(task.index)
+                shared = shared or task.group.startswith("clinic:")
+            if completed:
+                # a clinic's shared resources are what other partitions wait on: record them at once
+                self._flush(batch, force=shared)
+            # renewed while requests are in flight, too: a slow target must not cost the lease
+            if (in_flight or (dispatching and open_tasks)) and not self._lease_ok(batch):
+                dispatching = False
+            while dispatching:
+                candidates = ready()
+                if not candidates or pool.free() <= 0:
+                    break
+                progressed = False
+                for task in candidates:
+                    request = self._next_request(batch, task)
+                    if request is None:
+                        if task.finished():
+                            open_tasks.discard(task.index)
+                            progressed = True
+                        continue
+                    if request is _BREAKER_OPEN:
+                        self._breaker_defer(batch, [k for i in sorted(open_tasks) for k in by_index[i].remaining()
+                                                    if k not in batch.in_flight])
+                        dispatching = False
+                        break
+                    future = pool.try_submit(self._request_work(batch, request), done)
+                    if future is None:  # no free slot after all: try again when one frees up
+                        task.unsend(request)
+                        break
+                    task.busy = True
+                    batch.in_flight.update(request.keys)
+                    in_flight[future] = (task, request)
+                    progressed = True
+                    if pool.free() <= 0:
+                        break
+                if not progressed:
+                    break
+            if not in_flight and (not dispatching or not open_tasks):
                 return
+            with pool.cond:
+                if not finished and not (dispatching and pool.free() > 0 and ready()):
+                    pool.cond.wait(wake)
+
+    def _next_request(self, batch: _Batch, task: _Task) -> _Request | object | None:
+        """The task's next request (None when it has nothing more to send), or _BREAKER_OPEN."""
+        rt = batch.runtime
+        if task.mode == "transaction":
+            task.position = len(task.keys)
+            keys = [k for k in task.keys if k not in batch.outcomes and not self._blocked_by_failure(batch, k)]
             entries: list[bundles.BundleEntry] = []
-            for key in ready:
+            for key in keys:
                 entry = self._entry(batch, key)
                 if entry is None:
                     self._sent(batch, key, Written(None, None))
                 else:
                     entries.append(entry)
             if not entries:
-                continue
+                return None
             if not rt.breaker.allow():
-                self._breaker_defer(batch, [k for c in chunks[index:] for k in c])
-                return
-            try:
-                responses = rt.client.transaction(bundles.transaction_bundle(entries))
-            except TemporaryError as error:
-                rt.breaker.record_failure()
-                now = self.clock()
-                for entry in entries:
-                    self._retry(batch, entry.key, error, now)
-                continue
-            except PermanentError as error:
-                rt.breaker.record_success()
-                log.info("sync target %s: transaction of %d refused (%s); sending one by one",
-                         rt.name, len(entries), error.status)
-                self._send_each(batch, [e.key for e in entries])
-                continue
-            rt.breaker.record_success()
-            for entry, response in zip(entries, responses + [{}] * (len(entries) - len(responses))):
-                written = bundles_written(response, entry, server)
-                self._sent(batch, entry.key, written)
-            self._flush(batch)
-
-    def _send_each(self, batch: _Batch, keys: list[Key]) -> None:
-        rt = batch.runtime
-        client = rt.client
-        for position, key in enumerate(keys):
+                task.position = 0
+                return _BREAKER_OPEN
+            return _Request("transaction", entries, 0)
+        while task.position < len(task.keys):
+            start = task.position
+            key = task.keys[task.position]
+            task.position += 1
             if key in batch.outcomes or self._blocked_by_failure(batch, key):
                 continue
-            if not self._lease_ok(batch):
-                return
             entry = self._entry(batch, key)
             if entry is None:
                 self._sent(batch, key, Written(None, None))
                 continue
             if not rt.breaker.allow():
-                self._breaker_defer(batch, keys[position:])
-                return
-            try:
-                if entry.method == "DELETE":
-                    client.delete(key[0], entry.url.split("/", 1)[1])
-                    written = Written(None, None)
-                elif rt.config.id_policy == "server":
-                    written = client.conditional_put(key[0], _match_of(entry), entry.body or b"")
-                else:
-                    written = client.put(key[0], key[1], entry.body or b"")
-            except TemporaryError as error:
-                rt.breaker.record_failure()
-                self._retry(batch, key, error)
-                continue
-            except PermanentError as error:
-                rt.breaker.record_success()
-                log.info("sync target %s: %s/%s refused (HTTP %s)", rt.name, key[0], key[1], error.status)
-                self._dead(batch, key, error)
-                continue
+                task.position = start
+                return _BREAKER_OPEN
+            return _Request("single", [entry], start)
+        return None
+
+    def _request_work(self, batch: _Batch, request: _Request) -> Callable[[], Any]:
+        """The HTTP part of a request, run on the pool: no batch state is touched there."""
+        rt = batch.runtime
+        client = rt.client
+        server = rt.config.id_policy == "server"
+        if request.kind == "transaction":
+            body = bundles.transaction_bundle(request.entries)
+            return lambda: client.transaction(body)
+        entry = request.entries[0]
+        key = entry.key
+
+        def single() -> Written:
+            if entry.method == "DELETE":
+                client.delete(key[0], entry.url.split("/", 1)[1])
+                return Written(None, None)
+            if server:
+                return client.conditional_put(key[0], _match_of(entry), entry.body or b"")
+            return client.put(key[0], key[1], entry.body or b"")
+
+        return single
+
+    def _apply(self, batch: _Batch, task: _Task, request: _Request, future: Future[Any]) -> None:
+        """Record what a finished request did (in the lane's thread)."""
+        rt = batch.runtime
+        batch.in_flight.difference_update(request.keys)
+        server = rt.config.id_policy == "server"
+        try:
+            result = future.result()
+        except TemporaryError as error:
+            rt.breaker.record_failure()
+            now = self.clock()
+            for entry in request.entries:
+                self._retry(batch, entry.key, error, now)
+            return
+        except PermanentError as error:
             rt.breaker.record_success()
-            self._sent(batch, key, written)
-            self._flush(batch)
+            if request.kind == "transaction":
+                log.info("sync target %s: transaction of %d refused (%s); sending one by one",
+                         rt.name, len(request.entries), error.status)
+                task.mode, task.keys, task.position = "each", request.keys, 0
+                return
+            key = request.entries[0].key
+            log.info("sync target %s: %s/%s refused (HTTP %s)", rt.name, key[0], key[1], error.status)
+            self._dead(batch, key, error)
+            return
+        rt.breaker.record_success()
+        if request.kind == "transaction":
+            responses = result
+            for entry, response in zip(request.entries, responses + [{}] * (len(request.entries) - len(responses))):
+                self._sent(batch, entry.key, bundles_written(response, entry, server))
+        else:
+            self._sent(batch, request.entries[0].key, result)
+
+
+_BREAKER_OPEN = object()
+
+
+@dataclass
+class _Request:
+    kind: str  # transaction | single
+    entries: list[bundles.BundleEntry]
+    start: int
+    """The task position it was taken from (single sends), to give it back unsent."""
+
+    @property
+    def keys(self) -> list[Key]:
+        return [e.key for e in self.entries]
+
+
+@dataclass
+class _Task:
+    """A planned run of a batch: one transaction chunk, or (targets without transactions, and
+    a transaction refused as a whole) keys sent one at a time, in order."""
+
+    index: int
+    keys: list[Key]
+    after: set[int]
+    mode: str  # transaction | each
+    group: str = ""
+    position: int = 0
+    busy: bool = False
+
+    def finished(self) -> bool:
+        return not self.busy and self.position >= len(self.keys)
+
+    def remaining(self) -> list[Key]:
+        return self.keys[self.position:]
+
+    def unsend(self, request: _Request) -> None:
+        self.position = 0 if request.kind == "transaction" else request.start
 
 
 def _match_of(entry: bundles.BundleEntry) -> tuple[str, str]:
@@ -678,7 +866,8 @@ def _audit_transmissions(store: SyncStore, target: str, claim: Claim, outcomes: 
                 clinic_id=getattr(items[0], "clinic_id", None), patient_ids=[patient] if patient else [],
                 entities=[f"{i.resource_type}/{i.resource_id}/_history/{i.version_id}" for i in items],
             ))
-        AuditLog(store.engine, store.clock).append(records)
+        with store.write_lock():
+            AuditLog(store.engine, store.clock).append(records)
     except Exception:  # noqa: BLE001 - auditing must not stop delivery; the type is logged, not the data
         log.error("could not record sync audit events for target %s", target)
 

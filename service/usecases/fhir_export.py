@@ -1,7 +1,7 @@
 """FHIR Bulk Data Access (IG v2) `$export`: kick-off, status, cancel, output files, and the
 runner that does the work in a background thread of the server process.
 
-Flow (docs/decisions/0008-bulk-export.md):
+Flow (docs/decisions/0009-bulk-export.md):
 - `kick_off` validates the request (`_type`, `_since`, `_outputFormat`) and inserts a job row
   (status `accepted`) with the clinic scope and requester; the API answers 202 with
   `Content-Location: .../$export-status/{job}`.
@@ -216,7 +216,7 @@ def write_ndjson(
             for resource_type, data in batch:
                 out = files.get(resource_type)
                 if out is None:
-                    out = files[resource_type] = open(directory / f"{resource_type}.ndjson.part", "wb", buffering=1 << 20)
+                    out = files[resource_type] = open(directory / f"{resource_type}.ndjson.part", "wb", buffering=1 << 18)
                     counts[resource_type] = 0
                 if b"\n" in data:  # never for canonical orjson output; kept as a guard for foreign rows
                     data = orjson.dumps(orjson.loads(data))

@@ -122,3 +122,75 @@ def test_references_from_json_bytes_match_the_parsed_ones() -> None:
                 "performer": [{"reference": "Practitioner/x/_history/2"}, {"reference": "#inline"}],
                 "derivedFrom": [{"reference": "urn:uuid:abc"}, {"reference": "https://other.example/fhir/Patient/9"}]}
     assert bundles.references_in_json(orjson.dumps(resource)) == bundles.references(resource)
+
+
+def _plan(ordered, groups, size, refs, **kw):  # type: ignore[no-untyped-def]
+    return bundles.plan_chunks(ordered, lambda k: groups[k], size, refs, **kw)
+
+
+def _send_order_is_valid(plan, refs, ordered) -> None:  # type: ignore[no-untyped-def]
+    """Every chunk is after its group's previous chunk and after the chunks holding what it
+    refers to (earlier in `ordered`), and the graph has no cycle (so everything gets sent)."""
+    position = {k: i for i, k in enumerate(ordered)}
+    chunk_of = {k: c.index for c in plan for k in c.keys}
+    waiting = {c.index: set(c.after) for c in plan}
+    while waiting:  # Kahn: some chunk can always go
+        free = [i for i, after in waiting.items() if not after & set(waiting)]
+        assert free, "a cycle of chunks waiting on each other"
+        for i in free:
+            del waiting[i]
+    last: dict[str, int] = {}
+    for c in plan:
+        if c.group in last:
+            assert last[c.group] in c.after
+        last[c.group] = c.index
+        for key in c.keys:
+            for dep in refs.get(key, ()):
+                if dep in chunk_of and position[dep] < position[key] and chunk_of[dep] != c.index:
+                    assert chunk_of[dep] in c.after, (key, dep)
+
+
+def test_plan_chunks_per_partition_with_cross_partition_dependencies() -> None:
+    org = ("Organization", "o")
+    a = [("Patient", "a")] + [("Observation", f"a{i}") for i in range(5)]
+    b = [("Patient", "b")] + [("Observation", f"b{i}") for i in range(5)]
+    groups = {org: "clinic:c", **{k: "patient:a" for k in a}, **{k: "patient:b" for k in b}}
+    refs = {k: {org, a[0]} for k in a[1:]} | {k: {org, b[0]} for k in b[1:]} | {a[0]: {org}, b[0]: {org}}
+    ordered = [org, a[0], b[0], *a[1:], *b[1:]]
+    plan = _plan(ordered, groups, 3, refs)
+    assert [c.keys for c in plan if c.group == "clinic:c"] == [[org]]
+    assert sum(len(c.keys) for c in plan) == len(ordered)
+    assert all(len(c.keys) <= 3 for c in plan)
+    assert {c.group for c in plan} == {"clinic:c", "patient:a", "patient:b"}
+    _send_order_is_valid(plan, refs, ordered)
+    # the two patients' first chunks both wait only on the clinic's: they can go at once
+    firsts = [c for c in plan if c.keys[0] in (a[0], b[0])]
+    assert all(c.after == {plan[0].index} for c in firsts)
+
+
+def test_plan_chunks_closes_a_chunk_another_partition_refers_to() -> None:
+    # x1 (group X) <- y1 (group Y) <- x2 (group X): x2 may not share x1's chunk while y1 waits on it
+    x1, y1, x2 = ("Patient", "x1"), ("Observation", "y1"), ("Observation", "x2")
+    groups = {x1: "X", y1: "Y", x2: "X"}
+    refs = {y1: {x1}, x2: {y1}}
+    plan = _plan([x1, y1, x2], groups, 50, refs)
+    assert [c.keys for c in plan] == [[x1], [y1], [x2]]
+    _send_order_is_valid(plan, refs, [x1, y1, x2])
+
+
+def test_plan_chunks_random_graphs_are_acyclic_and_ordered() -> None:
+    import random
+
+    rng = random.Random(4)
+    for _ in range(200):
+        keys = [("Basic", str(i)) for i in range(rng.randint(1, 40))]
+        groups = {k: f"g{rng.randint(0, 4)}" for k in keys}
+        refs = {k: {rng.choice(keys) for _ in range(rng.randint(0, 3))} - {k} for k in keys}
+        ordered = bundles.dependency_order(keys, refs, {k: i for i, k in enumerate(keys)})
+        server = rng.random() < 0.5
+        plan = _plan(ordered, groups, rng.randint(1, 6), refs, split_on_internal_refs=server)
+        assert sorted(k for c in plan for k in c.keys) == sorted(keys)
+        _send_order_is_valid(plan, refs, ordered)
+        if server:
+            for c in plan:  # nothing shares a chunk with what it refers to (cycles aside, as in chunk())
+                assert not any(refs[k] & set(c.keys[:i]) for i, k in enumerate(c.keys))

@@ -177,3 +177,32 @@ def test_sqlite_refuses_a_second_worker(tmp_path) -> None:
         second.acquire_single_worker_lock()
     SyncStore(engine).release_lock("sqlite-single-worker", "first")
     second.acquire_single_worker_lock()
+
+
+def test_independent_partitions_are_sent_concurrently_within_max_in_flight(engine) -> None:
+    import threading
+    import time
+
+    load_courses(engine, 3)
+    fake = FakeFhir(max_entries=10)  # enforces references: a chunk sent before what it refers to is refused
+    lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        try:
+            time.sleep(0.01)
+            return fake.handle(request)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    target = TargetConfig(name="ehr", base_url=BASE, max_in_flight=3)
+    worker = worker_for(engine, target, lambda t: FhirTargetClient(t, http=httpx.Client(transport=httpx.MockTransport(handle))),
+                        dataclasses.replace(FAST, concurrency=1, batch_items=5000, batch_partitions=50))
+    report = worker.run(until_idle=True, max_seconds=120)
+    assert report.fatal is None and report.dead == 0
+    assert set(fake.resources) == stored_keys(engine)
+    assert all(v == 1 for v in fake.versions.values())
+    assert 1 < state["max"] <= 3  # one lane, several requests at once, never more than the target allows
