@@ -833,6 +833,14 @@ class SyncStore:
                 for r in s.execute(stmt)
             ]
 
+    def has_active(self, target: str) -> bool:
+        """Is any of the target's items pending, sending or retrying? (An index probe: the
+        worker asks this often while it waits to be idle.)"""
+        with self._tx(write=False) as s:
+            return s.execute(
+                sa.select(D.c.seq).where(D.c.target == target, D.c.status.in_(ACTIVE)).limit(1)
+            ).first() is not None
+
     def status_counts(self, target: str | None = None) -> dict[str, dict[str, int]]:
         stmt = sa.select(D.c.target, D.c.status, sa.func.count()).group_by(D.c.target, D.c.status)
         if target:

@@ -284,6 +284,8 @@ class SyncWorker:
         self.acquire_single_worker_lock()
         for rt in self.runtimes:
             self.store.ensure_cursor(rt.name)
+            # the CapabilityStatement is needed by the first batch: fetch it while the outbox is taken in
+            threading.Thread(target=_prefetch_capabilities, args=(rt,), name="sync-capabilities", daemon=True).start()
         deadline = self.monotonic() + max_seconds if max_seconds else None
         heartbeat = threading.Thread(target=self._heartbeat, name="sync-heartbeat", daemon=True)
         heartbeat.start()
@@ -357,8 +359,7 @@ class SyncWorker:
             self.ingest(rt, force=True)
             if not rt.caught_up:  # more to take in: the lanes do that a batch at a time, between claims
                 return False
-            counts = self.store.status_counts(rt.name).get(rt.name, {})
-            if counts.get("pending", 0) or counts.get("sending", 0) or counts.get("retrying", 0):
+            if self.store.has_active(rt.name):
                 return False
         return True
 
@@ -829,6 +830,13 @@ class _Task:
 
     def unsend(self, request: _Request) -> None:
         self.position = 0 if request.kind == "transaction" else request.start
+
+
+def _prefetch_capabilities(rt: TargetRuntime) -> None:
+    try:
+        rt.capabilities()
+    except Exception:  # noqa: BLE001 - the first batch asks again and handles the error
+        pass
 
 
 def _match_of(entry: bundles.BundleEntry) -> tuple[str, str]:
