@@ -49,7 +49,7 @@ def start_server(app: str, port: int, env: dict) -> subprocess.Popen:
     raise RuntimeError(f"{app} did not start")
 
 
-async def drive(url_for, bodies: list[dict], concurrency: int) -> tuple[float, list[float], int]:
+async def drive(url_for, bodies: list[dict], concurrency: int, headers: dict | None = None) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue = asyncio.Queue()
@@ -66,7 +66,7 @@ async def drive(url_for, bodies: list[dict], concurrency: int) -> tuple[float, l
             if response.status_code >= 300:
                 errors += 1
 
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency), headers=headers) as client:
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
@@ -81,7 +81,8 @@ def main() -> None:
     pg_dir = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "start"], capture_output=True, text=True, check=True)
     url = pg_dir.stdout.strip().splitlines()[-1]
     cluster = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "reap"], capture_output=True, text=True)  # noqa: F841
-    env = {**os.environ, "DATABASE_URL": url}
+    # real authentication (dev-mode tokens, RS384 verified per request); no rate limit
+    env = {**os.environ, "DATABASE_URL": url, "RATE_LIMIT_PER_MINUTE": "0"}
     procs = []
     try:
         subprocess.run([sys.executable, "-m", "service", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -89,7 +90,12 @@ def main() -> None:
         procs.append(start_server("service.api.app:create_app", api_port, env))
         procs.append(start_server("benchmarks.echo_app:create_app", echo_port, env))
         setup = clinic_payloads() + course_payloads(DEMO_PATIENT)[:2]  # clinic, staff, patient, enrollment
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}") as client:
+        token = subprocess.run(
+            [sys.executable, "-m", "service", "dev-token", "--scope", "system/*.cruds", "--role", "admin"],
+            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip().splitlines()[-1]
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers) as client:
             for kind, payload in setup:
                 client.put(f"/api/v1/{kind}/{payload['id']}", json=payload).raise_for_status()
         template = next(p for k, p in course_payloads(DEMO_PATIENT) if k == "administration-sessions")
@@ -101,11 +107,11 @@ def main() -> None:
         warm, measured = bodies[:100], bodies[100:]
         api_url = lambda b: f"http://127.0.0.1:{api_port}/api/v1/administration-sessions/{b['id']}"  # noqa: E731
         echo_url = lambda b: f"http://127.0.0.1:{echo_port}/echo/{b['id']}"  # noqa: E731
-        asyncio.run(drive(api_url, warm, args.concurrency))
-        asyncio.run(drive(echo_url, warm, args.concurrency))
-        api_rate, api_lat, api_err = asyncio.run(drive(api_url, measured, args.concurrency))
-        echo_rate, echo_lat, echo_err = asyncio.run(drive(echo_url, measured, args.concurrency))
-        with httpx.Client() as client:
+        asyncio.run(drive(api_url, warm, args.concurrency, headers))
+        asyncio.run(drive(echo_url, warm, args.concurrency, headers))
+        api_rate, api_lat, api_err = asyncio.run(drive(api_url, measured, args.concurrency, headers))
+        echo_rate, echo_lat, echo_err = asyncio.run(drive(echo_url, measured, args.concurrency, headers))
+        with httpx.Client(headers=headers) as client:
             resources = len(client.get(api_url(measured[0]), params={"clinic_id": "riverbend"}).json()["fhir"])
     finally:
         for proc in procs:
@@ -125,7 +131,8 @@ def main() -> None:
         rows,
         [
             f"{args.requests} requests after 100 warm-up, concurrency {args.concurrency}, one uvicorn process each, "
-            "client in the same machine (2 cores shared)",
+            "client in the same machine (2 cores shared); the API requests carry a dev-mode bearer token that is "
+            "verified (RS384) on every request, as in production, and are audited",
             f"each session write stores {resources} FHIR resources (Encounter, body weight, Medication, "
             "MedicationAdministration x2, Procedure, discharge Observation, Provenance) + outbox rows in one transaction",
             "target: >= 0.35x the echo rate",
