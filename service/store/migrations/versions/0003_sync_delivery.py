@@ -11,16 +11,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.store.migrations.column_types import TS, _s
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
-
-TS = sa.DateTime(timezone=True)
-
-
-def _s(length: int) -> sa.String:
-    return sa.String(length=length)
 
 
 def upgrade() -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.store.migrations.column_types import TS
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
-
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
