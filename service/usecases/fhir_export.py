@@ -275,7 +275,7 @@ class ExportRunner:
 
     def __init__(
         self, store: ExportJobStore, export_dir: Path, *, clock: Callable[[], dt.datetime],
-        batch_size: int = BATCH_SIZE, poll_seconds: float = 2.0, stale_after: dt.timedelta = dt.timedelta(seconds=30),
+        batch_size: int = BATCH_SIZE, poll_seconds: float = 15.0, stale_after: dt.timedelta = dt.timedelta(seconds=30),
     ) -> None:
         self.store = store
         self.export_dir = Path(export_dir)
@@ -320,6 +320,8 @@ class ExportRunner:
         return ran
 
     def _loop(self) -> None:
+        # A kick-off wakes the thread at once; the poll only picks up jobs whose process died
+        # (stale after 30 s), so it can be slow and stay off SQLite's write lock.
         while not self._stop.is_set():
             self._wake.clear()
             try:
