@@ -80,7 +80,6 @@ def main() -> None:
     args = parser.parse_args()
     pg_dir = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "start"], capture_output=True, text=True, check=True)
     url = pg_dir.stdout.strip().splitlines()[-1]
-    cluster = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "reap"], capture_output=True, text=True)  # noqa: F841
     # real authentication (dev-mode tokens, RS384 verified per request); no rate limit
     env = {**os.environ, "DATABASE_URL": url, "RATE_LIMIT_PER_MINUTE": "0"}
     procs = []

@@ -72,6 +72,11 @@ async def post_packet(
     return json_response(_metadata(packet), 200 if packet.write_status == "unchanged" else 201)
 
 
+async def _stored_packet(request: Request, packet_id: str, services, clinic_id: str | None) -> dict:
+    """The stored DocumentReference of a packet, within the caller's clinic (404 otherwise)."""
+    return await run_in_threadpool(read_packet, services.uow(), packet_id, tenant(request, clinic_id, required=False))
+
+
 @router.get(
     "/{packet_id}.pdf",
     operation_id="packet_pdf",
@@ -85,7 +90,7 @@ async def get_packet_pdf(
     services: ServicesDep,
     clinic_id: ClinicFilter = None,
 ) -> Response:
-    doc = await run_in_threadpool(read_packet, services.uow(), packet_id, tenant(request, clinic_id, required=False))
+    doc = await _stored_packet(request, packet_id, services, clinic_id)
     return Response(packet_pdf_bytes(doc), media_type=PDF,
                     headers={"Content-Disposition": f'inline; filename="medical-necessity-{doc["id"]}.pdf"'})
 
@@ -103,5 +108,5 @@ async def get_packet(
     services: ServicesDep,
     clinic_id: ClinicFilter = None,
 ) -> Response:
-    doc = await run_in_threadpool(read_packet, services.uow(), packet_id, tenant(request, clinic_id, required=False))
+    doc = await _stored_packet(request, packet_id, services, clinic_id)
     return Response(json_response(doc).body, media_type="application/fhir+json")

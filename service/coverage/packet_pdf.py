@@ -33,11 +33,10 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from .packet_chart import ChartInput, ScoreSeries, score_chart
+from .packet_chart import INK, ChartInput, ScoreSeries, score_chart
 
 PAGE = LETTER
 MARGIN = 40
-INK = colors.HexColor("#1f2933")
 MUTED = colors.HexColor("#52606d")
 ACCENT = colors.HexColor("#1f5f99")
 RULE = colors.HexColor("#c5ced6")

@@ -6,6 +6,8 @@ from typing import Callable, TypeVar
 
 from ..domain.common import DomainRecord
 from .context import MappingContext
+from .narrative import with_narrative
+from .provenance import provenance
 
 Resource = dict
 Builder = Callable[[DomainRecord, MappingContext], list[Resource]]
@@ -33,9 +35,6 @@ def map_record(record: DomainRecord, ctx: MappingContext) -> list[Resource]:
     except KeyError:
         raise TypeError(f"no FHIR mapping for {type(record).__name__}") from None
     resources = builder(record, ctx)
-    from .narrative import with_narrative
-    from .provenance import provenance
-
     return [with_narrative(r) for r in (*resources, provenance(record, resources, ctx))]
 
 
