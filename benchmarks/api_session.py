@@ -34,9 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(app: str, port: int, env: dict) -> subprocess.Popen:
+def start_server(app: str, port: int, env: dict, workers: int = 1) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log"]
+           "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -77,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of each server")
     args = parser.parse_args()
     pg_dir = subprocess.run([str(ROOT / "scripts/pg-throwaway"), "start"], capture_output=True, text=True, check=True)
     url = pg_dir.stdout.strip().splitlines()[-1]
@@ -86,8 +87,8 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "-m", "service", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
         api_port, echo_port = free_port(), free_port()
-        procs.append(start_server("service.api.app:create_app", api_port, env))
-        procs.append(start_server("benchmarks.echo_app:create_app", echo_port, env))
+        procs.append(start_server("service.api.app:create_app", api_port, env, args.workers))
+        procs.append(start_server("benchmarks.echo_app:create_app", echo_port, env, args.workers))
         setup = clinic_payloads() + course_payloads(DEMO_PATIENT)[:2]  # clinic, staff, patient, enrollment
         token = subprocess.run(
             [sys.executable, "-m", "service", "dev-token", "--scope", "system/*.cruds", "--role", "admin"],
@@ -129,7 +130,8 @@ def main() -> None:
         ["endpoint", "requests/s", "p50 ms", "p99 ms", "vs echo", "errors"],
         rows,
         [
-            f"{args.requests} requests after 100 warm-up, concurrency {args.concurrency}, one uvicorn process each, "
+            f"{args.requests} requests after 100 warm-up, concurrency {args.concurrency}, {args.workers} uvicorn worker process(es) each "
+            "(uvloop + httptools), "
             "client in the same machine (2 cores shared); the API requests carry a dev-mode bearer token that is "
             "verified (RS384) on every request, as in production, and are audited",
             f"each session write stores {resources} FHIR resources (Encounter, body weight, Medication, "

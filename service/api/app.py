@@ -123,12 +123,13 @@ def create_app(
     security.pop("extension", None)
     app.state.capability_security = security
     app.add_middleware(audit_api.AuditMiddleware, fastapi_app=app)  # one AuditEvent per API request
+    audit_api.install_audit_shutdown(app)  # buffered audit events are written before the app stops
 
     app.include_router(health.router)
     app.include_router(audit_api.audit_export_router, prefix=API_PREFIX)
     app.include_router(imports.router, prefix=API_PREFIX)
     app.include_router(summary.router, prefix=API_PREFIX)
-    app.include_router(records.records_router(), prefix=API_PREFIX)
+    app.include_router(records.records_router(API_PREFIX), prefix=API_PREFIX)
     app.include_router(sync_api.router, prefix=API_PREFIX)
     app.include_router(sync_api.metrics_router)
     app.include_router(coverage_api.router, prefix=API_PREFIX)

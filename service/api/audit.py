@@ -18,8 +18,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
@@ -31,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..auth import Principal
 from ..auth.roles import Action
 from ..store.audit import AuditLog, AuditQuery, AuditRecord
+from ..store.audit_buffer import BufferedAuditLog
 from ..usecases.fhir_errors import FhirError
 from ..usecases.fhir_search import parse_date_value
 from .security import door, is_global_admin
@@ -50,12 +53,26 @@ OUTBOUND_OPERATIONS = {"coverage_eligibility", "coverage_prior_auth_submit", "co
 UNAUDITED = ("/fhir/metadata", "/fhir/.well-known/")
 
 
-def audit_log(app: Any) -> AuditLog:
-    existing = getattr(app.state, "audit_log", None)
-    if existing is None:
-        existing = AuditLog(app.state.services.engine, app.state.services.clock)
-        app.state.audit_log = existing
-    return existing
+def audit_log(app: Any) -> BufferedAuditLog:
+    """The app's audit log (the services' one): events are group-committed by a writer thread
+    (store/audit_buffer.py) and written out when the app shuts down (`install_audit_shutdown`)."""
+    return app.state.services.audit_log
+
+
+def install_audit_shutdown(app: Any) -> None:
+    """Wrap the app's lifespan: on shutdown, write the buffered audit events (later requests,
+    e.g. a test client used again, are written synchronously)."""
+    previous = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with previous(app_) as state:
+            try:
+                yield state
+            finally:
+                await run_in_threadpool(audit_log(app).flush)
+
+    app.router.lifespan_context = lifespan
 
 
 def _audited(path: str) -> bool:
@@ -177,7 +194,9 @@ class AuditMiddleware:
         finally:
             try:
                 record = build_record(scope, status, location)
-                await run_in_threadpool(audit_log(self.fastapi_app).append, [record])
+                buffered = audit_log(self.fastapi_app)
+                if not buffered.submit(record):  # buffer full (database down?) or shutting down
+                    await run_in_threadpool(AuditLog.append, buffered, [record])
             except Exception:  # noqa: BLE001 - never let auditing break the response path; log the type only
                 import sys
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ..usecases import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 

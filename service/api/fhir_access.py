@@ -125,9 +125,7 @@ async def fhir_guard(
     operation = getattr(route, "operation_id", None)
     if operation in PUBLIC_OPERATIONS:
         return
-    from starlette.concurrency import run_in_threadpool
-
-    principal = await run_in_threadpool(authenticate, request, credentials)
+    principal = await authenticate(request, credentials)
     require_role(principal, Action.FHIR_API)
     params = request.path_params
     resource_type = params.get("resource_type", "Patient" if operation == "fhir_patient_everything" else "")

@@ -26,6 +26,7 @@ from ..auth.roles import Action
 from .deps import ServicesDep, json_response
 from .limits import read_json_object
 from .problems import problem_responses
+from .routing import GatedRouter
 from .security import door, door_any, tenant
 
 PSYCHOTHERAPY_KINDS = frozenset({"integration-sessions"})
@@ -181,8 +182,12 @@ def _tenanted(request: Request, payload: dict, kind: str, key: str | None) -> di
     return payload
 
 
-def records_router() -> APIRouter:
+def records_router(prefix: str) -> APIRouter:
+    """Every kind's routes, one gated router per kind (service/api/routing.py); `prefix` is
+    the prefix the returned router is included with."""
     router = APIRouter()
     for spec in RECORD_KINDS.values():
-        _add_kind_routes(router, spec)
+        kind_router = GatedRouter(gate=f"{prefix}/{spec.name}")
+        _add_kind_routes(kind_router, spec)
+        router.include_router(kind_router)
     return router

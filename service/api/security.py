@@ -36,7 +36,9 @@ from ..auth import AuthError, AuthSettings, Principal, require_role
 from ..auth.errors import forbidden, unauthorized
 from ..auth.fastapi import auth_error_response, www_authenticate
 from ..auth.roles import Action, Role
+from ..auth.token_cache import VerifiedTokenCache
 from ..auth.tokens import disabled_principal, validate_token
+from starlette.concurrency import run_in_threadpool
 from .problems import PROBLEM_BASE, problem
 
 FHIR_PREFIX = "/fhir"
@@ -108,11 +110,13 @@ def _is_fhir(path: str) -> bool:
     return path == FHIR_PREFIX or path.startswith(FHIR_PREFIX + "/")
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
 ) -> Principal:
-    """The validated caller of this request (also kept in `request.state.principal`)."""
+    """The validated caller of this request (also kept in `request.state.principal`). A token
+    seen before is taken from the verified-token cache (claims re-checked, service/auth/
+    token_cache.py); a new one is verified in the threadpool (fetching a key set may block)."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
@@ -125,8 +129,13 @@ def authenticate(
         if credentials is None or not credentials.credentials:
             limiter.hit("ip:" + client_address(request))
             raise unauthorized("token_missing", "A bearer token is required.")
+        token = credentials.credentials
+        tokens: VerifiedTokenCache = state.token_cache
         try:
-            principal = validate_token(credentials.credentials, settings, keys=getattr(state, "auth_keys", None))
+            principal = tokens.principal(token, settings)
+            if principal is None:
+                principal = await run_in_threadpool(validate_token, token, settings, keys=getattr(state, "auth_keys", None))
+                tokens.remember(token, principal)
         except AuthError:
             limiter.hit("ip:" + client_address(request))
             raise
@@ -139,7 +148,7 @@ def door(action: Action) -> Callable[..., Principal]:
     """A dependency: authenticated, allowed `action` by its roles, and (except for the FHIR API)
     not confined to a patient compartment."""
 
-    def allowed(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
+    async def allowed(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
         require_role(principal, action)
         if action is not Action.FHIR_API and principal.confined_to_patient:
             raise forbidden("patient_confined", "Patient-context tokens may use the FHIR API only.")
@@ -152,7 +161,7 @@ def door(action: Action) -> Callable[..., Principal]:
 def door_any(*actions: Action) -> Callable[..., Principal]:
     """Like `door`, allowed when the roles permit ANY of `actions`."""
 
-    def allowed(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
+    async def allowed(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
         from ..auth.roles import has_access
 
         if not any(has_access(principal, action) for action in actions):
@@ -229,6 +238,7 @@ def install_security(app: FastAPI, auth_settings: AuthSettings, *, rate_per_minu
     """Keep the settings and the limiter on `app.state` and map the errors."""
     app.state.auth_settings = auth_settings
     app.state.rate_limiter = RateLimiter(rate_per_minute, rate_burst)
+    app.state.token_cache = VerifiedTokenCache()
 
     async def _auth(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AuthError)

@@ -25,7 +25,7 @@ router = APIRouter(tags=["sync"], dependencies=[Depends(door(Action.SYNC_ADMIN))
 metrics_router = APIRouter(tags=["sync"], dependencies=[Depends(door(Action.SYNC_ADMIN))])
 
 
-def global_admin(request: Request) -> None:
+async def global_admin(request: Request) -> None:
     """Targets are deployment-wide (every clinic's data flows through them): only an admin
     token without a clinic claim may change them."""
     if not is_global_admin(principal_of(request)):

@@ -164,6 +164,16 @@ _RECORD_COLUMNS = (
 _SELECT_RECORDS = sa.select(*_RECORD_COLUMNS).where(
     sa.tuple_(_REC.c.kind, _REC.c.clinic_id, _REC.c.key).in_(sa.bindparam("keys", expanding=True))
 )
+# PostgreSQL: one primary-key probe per wanted key, whatever the statistics say. (The row-value
+# IN list above becomes an OR of conjunctions, and on a table not yet analysed the planner
+# scanned the clinic index instead - every record of the clinic, on every write.) Constant
+# SQL text, so psycopg prepares it once per connection.
+_SELECT_RECORDS_PG = sa.text(
+    "SELECT r.kind, r.clinic_id, r.key, r.patient_key, r.data, r.version, r.content_hash, r.created_at, r.updated_at "
+    "FROM unnest(CAST(:kinds AS text[]), CAST(:clinics AS text[]), CAST(:keys AS text[])) AS k(kind, clinic_id, key) "
+    "CROSS JOIN LATERAL (SELECT * FROM record WHERE record.kind = k.kind AND record.clinic_id = k.clinic_id "
+    "AND record.key = k.key) AS r"
+).columns(*_RECORD_COLUMNS)
 _SELECT_RECORD = sa.select(*_RECORD_COLUMNS).where(
     _REC.c.kind == sa.bindparam("kind"), _REC.c.clinic_id == sa.bindparam("clinic_id"), _REC.c.key == sa.bindparam("key")
 )
@@ -204,7 +214,13 @@ class RecordRepository:
             one = self.get(*wanted[0])
             return {wanted[0]: one} if one is not None else {}
         found = {}
-        for row in self._connection().execute(_SELECT_RECORDS, {"keys": wanted}):
+        connection = self._connection()
+        if connection.dialect.name == "postgresql":
+            kinds, clinics, names = (list(column) for column in zip(*wanted))
+            rows = connection.execute(_SELECT_RECORDS_PG, {"kinds": kinds, "clinics": clinics, "keys": names})
+        else:
+            rows = connection.execute(_SELECT_RECORDS, {"keys": wanted})
+        for row in rows:
             stored = _record(row)
             found[(stored.kind, stored.clinic_id, stored.key)] = stored
         return found

@@ -11,6 +11,7 @@ from ..config import Settings, get_settings
 from ..domain.eligibility import BloodPressureThreshold
 from ..domain.outcomes import OutcomeRules
 from ..store import SqlUnitOfWork, UnitOfWork, make_engine, upgrade_to_head
+from ..store.audit_buffer import BufferedAuditLog
 from ..store.db import database_answers
 from ..store.unit_of_work import Clock, utc_now
 from .summary import SummaryRules
@@ -51,6 +52,13 @@ class Services:
         """True when the database answers a trivial query."""
         return database_answers(self.engine)
 
+    @cached_property
+    def audit_log(self) -> BufferedAuditLog:
+        """The audit trail, group-committed by a writer thread (store/audit_buffer.py)."""
+        return BufferedAuditLog(self.engine, self.clock)
+
     def close(self) -> None:
+        if "audit_log" in self.__dict__:
+            self.audit_log.close()  # pending audit events first, while the engine still works
         if "engine" in self.__dict__:
             self.engine.dispose()

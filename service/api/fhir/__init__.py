@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from ...usecases.fhir_errors import FhirError
 from . import create, delete, history, metadata, read, search, transaction, update, vread
 from .common import negotiate
+from ..routing import GatedRouter
 from .errors import OutcomeMiddleware, fhir_error_handler
 from .operations import everything, export, validate
 from .registry import Registry
@@ -44,7 +45,7 @@ def fhir_router() -> tuple[APIRouter, Registry]:
     registry = Registry()
     from ..fhir_access import fhir_guard  # authentication, SMART scopes, tenancy (service/api/fhir_access.py)
 
-    router = APIRouter(dependencies=[Depends(negotiate), Depends(fhir_guard)])
+    router = GatedRouter(gate=PREFIX, dependencies=[Depends(negotiate), Depends(fhir_guard)])  # mounted at PREFIX
     for register in MODULES:
         register(router, registry)
     return router, registry

@@ -37,7 +37,7 @@ NDJSON_OPERATIONS = frozenset({"fhir_export_file"})
 """Routes that answer application/fhir+ndjson (bulk export output files): not negotiated."""
 
 
-def negotiate(request: Request) -> None:
+async def negotiate(request: Request) -> None:
     """406 unless the client accepts JSON (`_format` wins over Accept)."""
     if getattr(request.scope.get("route"), "operation_id", None) in NDJSON_OPERATIONS:
         return
