@@ -109,8 +109,14 @@ def main() -> None:
         echo_url = lambda b: f"http://127.0.0.1:{echo_port}/echo/{b['id']}"  # noqa: E731
         asyncio.run(drive(api_url, warm, args.concurrency, headers))
         asyncio.run(drive(echo_url, warm, args.concurrency, headers))
+        analyze(url)
+        pg_pids = postgres_pids(url)
+        api_cpu = CpuMeter([procs[0].pid], pg_pids)
         api_rate, api_lat, api_err = asyncio.run(drive(api_url, measured, args.concurrency, headers))
+        api_cpu.stop(len(measured))
+        echo_cpu = CpuMeter([procs[1].pid], [])
         echo_rate, echo_lat, echo_err = asyncio.run(drive(echo_url, measured, args.concurrency, headers))
+        echo_cpu.stop(len(measured))
         with httpx.Client(headers=headers) as client:
             resources = len(client.get(api_url(measured[0]), params={"clinic_id": "riverbend"}).json()["fhir"])
     finally:
@@ -120,14 +126,15 @@ def main() -> None:
         subprocess.run([str(ROOT / "scripts/pg-throwaway"), "stop", url_dir(url)], capture_output=True)
     rows = [
         ["PUT administration session (domain API -> FHIR -> PostgreSQL + outbox)", f"{api_rate:,.0f}",
-         f"{percentile(api_lat, 50) * 1000:.1f}", f"{percentile(api_lat, 99) * 1000:.1f}", f"{api_rate / echo_rate:.2f}x", str(api_err)],
+         f"{percentile(api_lat, 50) * 1000:.1f}", f"{percentile(api_lat, 99) * 1000:.1f}", f"{api_rate / echo_rate:.2f}x", str(api_err),
+         *api_cpu.cells()],
         ["bare FastAPI JSON echo (baseline)", f"{echo_rate:,.0f}", f"{percentile(echo_lat, 50) * 1000:.1f}",
-         f"{percentile(echo_lat, 99) * 1000:.1f}", "1.00x", str(echo_err)],
+         f"{percentile(echo_lat, 99) * 1000:.1f}", "1.00x", str(echo_err), *echo_cpu.cells()],
     ]
     path = write_table(
         "api_session",
         "API benchmark: documenting an infusion session",
-        ["endpoint", "requests/s", "p50 ms", "p99 ms", "vs echo", "errors"],
+        ["endpoint", "requests/s", "p50 ms", "p99 ms", "vs echo", "errors", "CPU ms/request: server", "PostgreSQL", "client"],
         rows,
         [
             f"{args.requests} requests after 100 warm-up, concurrency {args.concurrency}, {args.workers} uvicorn worker process(es) each "
@@ -136,10 +143,65 @@ def main() -> None:
             "verified (RS384) on every request, as in production, and are audited",
             f"each session write stores {resources} FHIR resources (Encounter, body weight, Medication, "
             "MedicationAdministration x2, Procedure, discharge Observation, Provenance) + outbox rows in one transaction",
+            "CPU ms/request: CPU time (user + system) each process used during the measured requests, divided by "
+            "their number; the client is this benchmark process (httpx, asyncio). The machine's budget is 2 cores.",
+            "PostgreSQL statistics are refreshed (ANALYZE) after the warm-up, as autovacuum keeps them in a running database",
             "target: >= 0.35x the echo rate",
         ],
     )
     print(path.read_text())
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (Linux /proc), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time of the server process(es), of PostgreSQL's processes and of this process over
+    a measured phase."""
+
+    def __init__(self, server_pids: list[int], pg_pids: list[int]) -> None:
+        self.server_pids, self.pg_pids = server_pids, pg_pids
+        self.start = self._now()
+        self.per_request: tuple[float, float, float] | None = None
+
+    def _now(self) -> tuple[float, float, float]:
+        return (sum(_cpu_seconds(p) for p in self.server_pids), sum(_cpu_seconds(p) for p in self.pg_pids),
+                time.process_time())
+
+    def stop(self, requests: int) -> None:
+        end = self._now()
+        self.per_request = tuple((b - a) * 1000 / requests for a, b in zip(self.start, end))  # type: ignore[assignment]
+
+    def cells(self) -> list[str]:
+        assert self.per_request is not None
+        server, pg, client = self.per_request
+        return [f"{server:.2f}", f"{pg:.2f}" if self.pg_pids else "-", f"{client:.2f}"]
+
+
+def postgres_pids(url: str) -> list[int]:
+    """The postmaster of the throwaway cluster at `url` and its children (backends, writers)."""
+    directory = url_dir(url)
+    try:
+        postmaster = int(Path(directory, "data", "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True).stdout.split()
+    return [postmaster, *(int(c) for c in children)]
+
+
+def analyze(url: str) -> None:
+    """Planner statistics, as autovacuum keeps them in a running database (it would not get to
+    a database this young within the run)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as connection:
+        connection.execute("ANALYZE")
 
 
 def url_dir(url: str) -> str:

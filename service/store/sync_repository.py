@@ -35,6 +35,7 @@ from sqlmodel import Session
 
 from .repository import FhirResourceRepository
 from .outbox import Outbox
+from .sync_bulk import record_sent, upsert_deliveries
 from .sync_tables import (
     SyncCounterRow,
     SyncCursorRow,
@@ -258,13 +259,6 @@ class SyncStore:
             yield session
             session.commit()
 
-    def _stamp(self, value: dt.datetime) -> Any:
-        """`value` as a bound literal already in the database's form, for statements executed
-        for many rows (the column type would convert it again for every row)."""
-        convert = D.c.updated_at.type._cached_bind_processor(self.engine.dialect)
-        stored = convert(value) if convert else value
-        return sa.literal(stored, sa.String() if isinstance(stored, str) else sa.DateTime(timezone=True))
-
     def write_lock(self) -> Any:
         """SQLite: the lock this process's write transactions on the database take first. The
         worker's lanes would otherwise meet in SQLite's busy handler, which sleeps in steps of
@@ -458,38 +452,9 @@ class SyncStore:
         for r in sorted(rows, key=lambda r: (r.resource_type, r.resource_id)):
             part = partition_of(r.partition_patient, r.clinic_id)
             partitions.add(part)
-            values.append(
-                dict(
-                    target=target, resource_type=r.resource_type, resource_id=r.resource_id, version_id=r.version_id,
-                    deleted=bool(r.deleted), seq=r.seq, partition_key=part, patient_id=r.patient_id,
-                    clinic_id=r.clinic_id, status="pending", attempts=0,
-                )
-            )
-        # one statement, executed for many rows (compiled once and cached; the multi-row
-        # VALUES form would be compiled again for every batch)
-        stamp = self._stamp(now)
-        stmt = self._insert(D).values(next_attempt_at=stamp, created_at=stamp, updated_at=stamp)
-        ex = stmt.excluded
-        in_flight = sa.or_(D.c.status == "sending", D.c.status == "retrying")  # no IN: executemany
-        status = sa.case(
-            (in_flight, D.c.status),
-            (sa.func.coalesce(D.c.sent_version_id, 0) >= ex.version_id, D.c.status),
-            else_=sa.literal("pending"),
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["target", "resource_type", "resource_id"],
-            set_=dict(
-                version_id=ex.version_id, deleted=ex.deleted, seq=ex.seq, partition_key=ex.partition_key,
-                patient_id=ex.patient_id, clinic_id=ex.clinic_id, status=status,
-                attempts=sa.case((D.c.status == "dead", 0), else_=D.c.attempts),
-                next_attempt_at=sa.case((in_flight, D.c.next_attempt_at), else_=ex.next_attempt_at),
-                last_error=sa.case((D.c.status == "dead", sa.null()), else_=D.c.last_error),
-                blocked_by=sa.case((D.c.status == "dead", sa.null()), else_=D.c.blocked_by),
-                updated_at=ex.updated_at,
-            ),
-            where=ex.version_id > D.c.version_id,
-        )
-        s.execute(stmt, values)
+            values.append((r.resource_type, r.resource_id, r.version_id, bool(r.deleted), r.seq, part, r.patient_id,
+                           r.clinic_id))
+        upsert_deliveries(s.connection(), target, values, now)  # one set-based statement (sync_bulk.py)
         s.execute(
             self._insert(P).on_conflict_do_nothing(index_elements=["target", "partition_key"]),
             [dict(target=target, partition_key=p) for p in sorted(partitions)],
@@ -720,20 +685,11 @@ class SyncStore:
             by_kind.setdefault(o.kind, []).append(p)
             name = {"sent": "sent", "retry": "retried", "dead": "dead", "defer": "deferred"}[o.kind]
             counters[name] = counters.get(name, 0) + 1
-        stamp = self._stamp(now)
         with self._tx() as s:
             conn = s.connection()
-            if "sent" in by_kind:
-                conn.execute(
-                    sa.update(D).where(where).values(
-                        status=sa.case((newer, "pending"), else_="sent"),
-                        version_id=sa.case((newer, D.c.version_id), else_=b("b_v")),
-                        sent_version_id=b("b_v"), target_id=b("b_tid"), target_version=b("b_tver"), sent_at=stamp,
-                        attempts=0, last_error=None, blocked_by=None, lease_owner=None, lease_until=None,
-                        next_attempt_at=stamp, updated_at=stamp,
-                    ),
-                    by_kind["sent"],
-                )
+            if "sent" in by_kind:  # the common case: one set-based statement (sync_bulk.py)
+                record_sent(conn, target, worker_id,
+                            [(p["b_rt"], p["b_rid"], p["b_v"], p["b_tid"], p["b_tver"]) for p in by_kind["sent"]], now)
             for kind, status in (("retry", "retrying"), ("dead", "dead")):
                 if kind in by_kind:
                     conn.execute(

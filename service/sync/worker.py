@@ -222,6 +222,36 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+INGEST_BATCH = 150
+"""Outbox rows taken in per ingest transaction."""
+FIRST_INGEST_BATCH = 100
+
+
+class WorkSignal:
+    """Wakes this process's idle lanes (and lanes waiting on a dependency) when something they
+    may be waiting for happened here: a lane recorded outcomes and released partitions, or took
+    new outbox rows in. Lanes still poll (`poll_seconds`) for what happens elsewhere: other
+    processes' writes, other workers, retry times coming due."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def generation(self) -> int:
+        return self._generation
+
+    def notify(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until notified after generation `seen`, at most `timeout` seconds."""
+        with self._cond:
+            if self._generation == seen:
+                self._cond.wait(timeout)
+
+
 class SyncWorker:
     def __init__(
         self,
@@ -255,12 +285,14 @@ class SyncWorker:
         self.report = RunReport()
         self._report_lock = threading.Lock()
         self._stop = threading.Event()
+        self._work = WorkSignal()
         self._holds_lock = False
 
     # ------------------------------------------------------------------ running
 
     def stop(self) -> None:
         self._stop.set()
+        self._work.notify()
 
     def acquire_single_worker_lock(self) -> None:
         """SQLite: only one worker process at a time. Raises WorkerRefused when taken."""
@@ -300,11 +332,11 @@ class SyncWorker:
                 while lane.is_alive():
                     lane.join(0.5)
         except KeyboardInterrupt:
-            self._stop.set()
+            self.stop()
             for lane in lanes:
                 lane.join()
         finally:
-            self._stop.set()
+            self.stop()
             if self._holds_lock:
                 self.store.release_lock(SQLITE_LOCK, self.worker_id)
                 self._holds_lock = False
@@ -323,7 +355,7 @@ class SyncWorker:
                     self.acquire_single_worker_lock()
                 except WorkerRefused:
                     log.error("lost the SQLite worker lock; stopping")
-                    self._stop.set()
+                    self.stop()
                 except Exception:  # noqa: BLE001 - a failed heartbeat is retried next interval
                     log.warning("worker heartbeat failed", exc_info=True)
 
@@ -331,8 +363,9 @@ class SyncWorker:
         try:
             while not self._stop.is_set():
                 if deadline is not None and self.monotonic() >= deadline:
-                    self._stop.set()
+                    self.stop()
                     return
+                seen = self._work.generation()
                 worked = 0
                 count = len(self.runtimes)
                 for offset in range(count):
@@ -341,17 +374,17 @@ class SyncWorker:
                 if worked:
                     continue
                 if until_idle and self.idle():
-                    self._stop.set()
+                    self.stop()
                     return
-                self._stop.wait(self.options.poll_seconds)
+                self._work.wait(seen, self.options.poll_seconds)
         except FatalTargetError as error:
             log.error("sync worker stopping: %s", error)
             self.report.fatal = str(error)
-            self._stop.set()
+            self.stop()
         except Exception:
             log.exception("sync lane %d crashed", index)
             self.report.fatal = self.report.fatal or "a sync lane crashed (see the log)"
-            self._stop.set()
+            self.stop()
 
     def idle(self) -> bool:
         """Nothing left to send on any target (dead letters aside) and the outbox fully taken in."""
@@ -373,9 +406,14 @@ class SyncWorker:
         if not rt._ingest_lock.acquire(blocking=force):
             return
         try:
-            result = self.store.ingest(rt.name, rt.config.resource_types or None, gap_timeout=self.options.gap_timeout_seconds)
+            # the first batch small: the first requests go out while the rest of a backlog is taken in
+            batch = FIRST_INGEST_BATCH if rt.last_ingest == 0.0 else INGEST_BATCH
+            result = self.store.ingest(rt.name, rt.config.resource_types or None, batch=batch,
+                                       gap_timeout=self.options.gap_timeout_seconds)
             rt.last_ingest = self.monotonic()
             rt.caught_up = result.caught_up
+            if result.rows:
+                self._work.notify()
         finally:
             rt._ingest_lock.release()
 
@@ -392,6 +430,7 @@ class SyncWorker:
             return 0
         outcomes, rest, new_ids = self.process(rt, claim)
         self.store.complete(rt.name, self.worker_id, rest, claim.partitions, new_ids)
+        self._work.notify()  # partitions released, outcomes recorded: idle lanes look again
         _audit_transmissions(self.store, rt.name, claim, outcomes)  # the audit trail of outbound data
         with self._report_lock:
             self.report.add(outcomes)
@@ -481,12 +520,13 @@ class SyncWorker:
         # whole batch back and claim it again.
         started = self.monotonic()
         while not self._stop.is_set():
+            seen = self._work.generation()
             unsent = [s for s in states.values() if s.sent_version_id is None and s.status != "dead"]
             if not unsent or any(s.status != "sending" for s in unsent):
                 break
             if self.monotonic() - started >= self.options.dependency_wait_seconds:
                 break
-            self._stop.wait(0.02)
+            self._work.wait(seen, 0.05)  # woken when a lane here records outcomes
             if not self._lease_ok(batch):
                 break
             states = self.store.dependency_states(batch.runtime.name, external)
@@ -559,6 +599,7 @@ class SyncWorker:
         if outcomes:
             self.store.complete(batch.runtime.name, self.worker_id, outcomes, [], new_ids)
             batch.flushed.update(o.key for o in outcomes)
+            self._work.notify()  # lanes waiting on these (as dependencies) look again
         batch.last_flush = self.monotonic()
 
     def _lease_ok(self, batch: _Batch) -> bool:
