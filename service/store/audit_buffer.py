@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .audit import AuditLog, AuditQuery, AuditRecord
@@ -37,8 +38,11 @@ class BufferedAuditLog(AuditLog):
     """An `AuditLog` whose `submit` buffers events for a background writer (module docstring)."""
 
     def __init__(self, engine: Any, clock: Any = None, *, max_delay: float = 0.05, batch: int = 500,
-                 limit: int = 20_000) -> None:
+                 limit: int = 20_000, write_lock: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         super().__init__(engine, clock)
+        self.write_lock = write_lock or nullcontext
+        """Taken around each write (the sync worker's SQLite lock: its lanes and this writer
+        then hand the database over at once instead of meeting in SQLite's busy handler)."""
         self.max_delay = max_delay
         self.batch = batch
         self.limit = limit
@@ -105,7 +109,8 @@ class BufferedAuditLog(AuditLog):
                     self._wake.wait(self.max_delay / 5)
                 chunk = [self._pending[i] for i in range(min(self.batch, len(self._pending)))]
             try:
-                self.append(chunk)
+                with self.write_lock():
+                    self.append(chunk)
             except Exception as error:  # noqa: BLE001 - the database may be down: keep the events, retry
                 failures += 1
                 log.error("could not write %d audit events (%s); retrying", len(chunk), type(error).__name__)

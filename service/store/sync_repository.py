@@ -361,19 +361,28 @@ class SyncStore:
                 sa.select(O.c.seq).where(O.c.seq > cur.last_seq).limit(1)
             ).first() is None:
                 return IngestResult(0, int(cur.last_seq), 0, True)
+        for _ in range(5):
+            result = self._ingest_once(target, types, batch, gap_timeout)
+            if result is not None:
+                return result
+        raise OperationalError("ingest", {}, Exception("the outbox cursor kept moving (another ingester?)"))
+
+    def _ingest_once(self, target: str, types: frozenset[str] | None, batch: int, gap_timeout: float) -> IngestResult | None:
+        """Read and work out the batch in a read transaction (outbox rows, gaps, the partition of
+        each resource - the JSON reading), then write it in a short write transaction that
+        first checks the cursor is where it was read: the write lock (SQLite: the whole
+        database) is held for the upsert only. None when the cursor moved meanwhile (retry)."""
+        O = OutboxRow.__table__  # type: ignore[attr-defined]
         now = self.clock()
         epoch = now.timestamp()
-        with self._tx() as s:
-            cursor = s.execute(
-                sa.select(SyncCursorRow).where(SyncCursorRow.target == target).with_for_update()  # type: ignore[arg-type]
-            ).scalar_one_or_none()
-            if cursor is None:
-                cursor = SyncCursorRow(target=target, last_seq=0, gaps="[]", updated_at=now)
-                s.add(cursor)
-                s.flush()
-            gaps: dict[int, float] = {int(k): float(v) for k, v in orjson.loads(cursor.gaps)}
+        with self._tx(write=False) as s:
+            seen = s.execute(
+                sa.select(SyncCursorRow.last_seq, SyncCursorRow.gaps).where(SyncCursorRow.target == target)  # type: ignore[arg-type]
+            ).first()
+            last_seq, gaps_text = (int(seen[0]), seen[1]) if seen is not None else (0, "[]")
+            gaps: dict[int, float] = {int(k): float(v) for k, v in orjson.loads(gaps_text)}
             cols = [O.c.seq, O.c.resource_type, O.c.resource_id, O.c.version_id, O.c.deleted, O.c.patient_id, O.c.clinic_id]
-            rows = list(s.execute(sa.select(*cols).where(O.c.seq > cursor.last_seq).order_by(O.c.seq).limit(batch)))
+            rows = list(s.execute(sa.select(*cols).where(O.c.seq > last_seq).order_by(O.c.seq).limit(batch)))
             found = []
             if gaps:
                 gap_list = sorted(gaps)
@@ -381,17 +390,14 @@ class SyncStore:
                     found += list(s.execute(sa.select(*cols).where(O.c.seq.in_(gap_list[i : i + 500]))))
             for row in found:
                 gaps.pop(int(row.seq), None)
-            expected = cursor.last_seq + 1
+            expected = last_seq + 1
             for row in rows:
                 if row.seq > expected and len(gaps) < 20000:
                     for missing in range(expected, min(row.seq, expected + 20000)):
                         gaps[missing] = epoch
                 expected = row.seq + 1
-            if rows:
-                cursor.last_seq = rows[-1].seq
+            new_last = rows[-1].seq if rows else last_seq
             gaps = {k: v for k, v in gaps.items() if epoch - v < gap_timeout}
-            cursor.gaps = orjson.dumps(sorted([k, v] for k, v in gaps.items())).decode()
-            cursor.updated_at = now
             newest: dict[Key, Any] = {}
             for row in rows + found:
                 if types and row.resource_type not in types:
@@ -399,11 +405,28 @@ class SyncStore:
                 key = (row.resource_type, row.resource_id)
                 if key not in newest or newest[key].version_id < row.version_id:
                     newest[key] = row
+            rows_in = []
             if newest:
                 owners = self._owning_patients(s, list(newest.values()))
                 rows_in = [_with_patient(r, owners.get((r.resource_type, r.resource_id))) for r in newest.values()]
+        with self._tx() as s:
+            cursor = s.execute(
+                sa.select(SyncCursorRow).where(SyncCursorRow.target == target).with_for_update()  # type: ignore[arg-type]
+            ).scalar_one_or_none()
+            if cursor is None:
+                if seen is not None:
+                    return None
+                cursor = SyncCursorRow(target=target, last_seq=0, gaps="[]", updated_at=now)
+                s.add(cursor)
+                s.flush()
+            elif seen is None or (int(cursor.last_seq), cursor.gaps) != (last_seq, gaps_text):
+                return None  # another ingester moved the cursor since the read: work it out again
+            cursor.last_seq = new_last
+            cursor.gaps = orjson.dumps(sorted([k, v] for k, v in gaps.items())).decode()
+            cursor.updated_at = now
+            if rows_in:
                 self._upsert_deliveries(s, target, rows_in, now)
-            return IngestResult(len(rows) + len(found), cursor.last_seq, len(gaps), len(rows) < batch)
+            return IngestResult(len(rows) + len(found), new_last, len(gaps), len(rows) < batch)
 
     def _owning_patients(self, s: Session, rows: list[Any]) -> dict[Key, str]:
         """For resources of no patient, the one patient they belong with, if there is one: the
@@ -546,6 +569,16 @@ class SyncStore:
                     .where(D.c.target == target, sa.tuple_(D.c.resource_type, D.c.resource_id).in_(chunk))
                     .values(status="sending", lease_owner=worker_id, lease_until=until, updated_at=now)
                 )
+            used = sorted({r.partition_key for r in rows})
+            unused = [p for p in locked if p not in set(used)]
+            if unused:
+                s.execute(
+                    sa.update(P).where(P.c.target == target, P.c.partition_key.in_(unused)).values(lease_owner=None, lease_until=None)
+                )
+        # the bodies are read after the write transaction (the write lock - SQLite: the whole
+        # database - is not held while ~MBs of JSON are read): the rows are leased to us now,
+        # and a version written meanwhile is simply the one sent (outcomes record the version)
+        with self._tx(write=False) as s:
             current = self._current_json(s, keys, claimed=(target, worker_id, until, locked))
             items = []
             for r in rows:
@@ -558,12 +591,6 @@ class SyncStore:
                     items.append(ClaimedItem(r.resource_type, r.resource_id, r.partition_key, r.seq, r.attempts,
                                              max(r.version_id, current.get(("~tomb",) + key, (0,))[0]),  # type: ignore[arg-type]
                                              True, None, r.patient_id))
-            used = sorted({i.partition_key for i in items})
-            unused = [p for p in locked if p not in set(used)]
-            if unused:
-                s.execute(
-                    sa.update(P).where(P.c.target == target, P.c.partition_key.in_(unused)).values(lease_owner=None, lease_until=None)
-                )
             return Claim(items, used)
 
     def _current_json(

@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
+from ..store.audit_buffer import BufferedAuditLog
 from ..store.sync_repository import Claim, ClaimedItem, Outcome, SyncStore, utc_now
 from . import bundles
 from .client import Capabilities, FhirTargetClient, Written
@@ -287,6 +288,8 @@ class SyncWorker:
         self._stop = threading.Event()
         self._work = WorkSignal()
         self._holds_lock = False
+        self._audit = BufferedAuditLog(store.engine, store.clock, write_lock=store.write_lock)
+        """Transmission audit events, group-committed (one write per ~50 ms, not one per batch)."""
 
     # ------------------------------------------------------------------ running
 
@@ -343,6 +346,7 @@ class SyncWorker:
             for rt in self.runtimes:
                 rt.requests.close()
                 rt.client.close()
+            self._audit.close()  # pending transmission audit events are written before run() returns
         counts = self.store.status_counts()
         self.report.dead_letters = {t: c.get("dead", 0) for t, c in counts.items() if c.get("dead")}
         return self.report
@@ -431,7 +435,7 @@ class SyncWorker:
         outcomes, rest, new_ids = self.process(rt, claim)
         self.store.complete(rt.name, self.worker_id, rest, claim.partitions, new_ids)
         self._work.notify()  # partitions released, outcomes recorded: idle lanes look again
-        _audit_transmissions(self.store, rt.name, claim, outcomes)  # the audit trail of outbound data
+        _audit_transmissions(self._audit, self.store, rt.name, claim, outcomes)  # the audit trail of outbound data
         with self._report_lock:
             self.report.add(outcomes)
         kinds: dict[str, int] = {}
@@ -896,7 +900,9 @@ def bundles_written(response: dict[str, Any], entry: bundles.BundleEntry, server
     return written
 
 
-def _audit_transmissions(store: SyncStore, target: str, claim: Claim, outcomes: Sequence[Outcome]) -> None:
+def _audit_transmissions(
+    audit: BufferedAuditLog, store: SyncStore, target: str, claim: Claim, outcomes: Sequence[Outcome]
+) -> None:
     """One AuditEvent (DICOM 110106 Export) per patient per batch for what was attempted: the
     resources as references, outcome 0 when all were sent, 8 when any failed. Never raises."""
     from ..store.audit import AuditLog, AuditRecord
@@ -915,8 +921,10 @@ def _audit_transmissions(store: SyncStore, target: str, claim: Claim, outcomes: 
                 clinic_id=getattr(items[0], "clinic_id", None), patient_ids=[patient] if patient else [],
                 entities=[f"{i.resource_type}/{i.resource_id}/_history/{i.version_id}" for i in items],
             ))
-        with store.write_lock():
-            AuditLog(store.engine, store.clock).append(records)
+        refused = [record for record in records if not audit.submit(record)]
+        if refused:  # the buffer is full or closed: write them now
+            with store.write_lock():
+                AuditLog(store.engine, store.clock).append(refused)
     except Exception:  # noqa: BLE001 - auditing must not stop delivery; the type is logged, not the data
         log.error("could not record sync audit events for target %s", target)
 

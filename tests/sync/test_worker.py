@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import httpx
+import orjson
 import pytest
 
 from service.store.sync_repository import StatusQuery, SyncStore
@@ -206,3 +207,18 @@ def test_independent_partitions_are_sent_concurrently_within_max_in_flight(engin
     assert set(fake.resources) == stored_keys(engine)
     assert all(v == 1 for v in fake.versions.values())
     assert 1 < state["max"] <= 3  # one lane, several requests at once, never more than the target allows
+
+
+def test_every_transmission_is_audited_by_the_time_the_worker_returns(engine) -> None:
+    """Transmission AuditEvents are group-committed by a writer thread (store/audit_buffer.py);
+    `run` writes what is pending before it returns, so none is lost at exit."""
+    from service.store.audit import AuditLog, AuditQuery
+
+    load_courses(engine, 1)
+    fake = FakeFhir()
+    _run(engine, fake, TargetConfig(name="ehr", base_url=BASE))
+    events = [orjson.loads(line) for line in AuditLog(engine).export(AuditQuery())]
+    sent = [e for e in events if e["subtype"][0]["code"] == "sync-send"]
+    assert sent and all(e["type"]["code"] == "110106" and e["outcome"] == "0" for e in sent)
+    entities = {x["what"]["reference"].split("/_history/")[0] for e in sent for x in e["entity"] if "reference" in x["what"]}
+    assert entities >= {f"{t}/{i}" for t, i in fake.resources}  # every resource on the target, audited
