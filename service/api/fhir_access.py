@@ -21,8 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import Request
 
 from ..auth import AuthError, Principal, require_role
 from ..auth.errors import forbidden
@@ -30,7 +29,7 @@ from ..auth.roles import Action
 from ..store import UnitOfWork
 from ..usecases.fhir_errors import FhirError
 from ..usecases.fhir_types import READ_TYPES
-from .security import authenticate, bearer_scheme, is_global_admin
+from .security import authenticate, is_global_admin
 
 PUBLIC_OPERATIONS = frozenset({"fhir_capabilities", "fhir_smart_configuration"})
 
@@ -116,16 +115,13 @@ def _check_patient_params(request: Request, principal: Principal) -> None:
                     raise forbidden("patient_compartment", "The token is confined to a different patient's compartment.")
 
 
-async def fhir_guard(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-) -> None:
+async def fhir_guard(request: Request) -> None:
     """The FHIR router's dependency (see module docstring)."""
     route = request.scope.get("route")
     operation = getattr(route, "operation_id", None)
     if operation in PUBLIC_OPERATIONS:
         return
-    principal = await authenticate(request, credentials)
+    principal = await authenticate(request)
     require_role(principal, Action.FHIR_API)
     params = request.path_params
     resource_type = params.get("resource_type", "Patient" if operation == "fhir_patient_everything" else "")

@@ -28,8 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from ..auth import AuthError, AuthSettings, Principal, require_role
@@ -42,18 +41,6 @@ from starlette.concurrency import run_in_threadpool
 from .problems import PROBLEM_BASE, problem
 
 FHIR_PREFIX = "/fhir"
-
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    scheme_name="SMARTBearer",
-    bearerFormat="JWT",
-    description=(
-        "Access token (JWT). Dev mode: `python -m service dev-token --scope 'system/*.cruds' --role admin "
-        "--clinic <id>`; production: a token from the configured identity provider "
-        "(see /.well-known/smart-configuration)."
-    ),
-)
-
 
 class RateLimited(Exception):
     def __init__(self, retry_after: int) -> None:
@@ -110,10 +97,17 @@ def _is_fhir(path: str) -> bool:
     return path == FHIR_PREFIX or path.startswith(FHIR_PREFIX + "/")
 
 
-async def authenticate(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-) -> Principal:
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), else None."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authenticate(request: Request) -> Principal:
     """The validated caller of this request (also kept in `request.state.principal`). A token
     seen before is taken from the verified-token cache (claims re-checked, service/auth/
     token_cache.py); a new one is verified in the threadpool (fetching a key set may block)."""
@@ -126,10 +120,10 @@ async def authenticate(
     if settings.mode == "disabled":
         principal = disabled_principal()
     else:
-        if credentials is None or not credentials.credentials:
+        token = bearer_token(request)
+        if token is None:
             limiter.hit("ip:" + client_address(request))
             raise unauthorized("token_missing", "A bearer token is required.")
-        token = credentials.credentials
         tokens: VerifiedTokenCache = state.token_cache
         try:
             principal = tokens.principal(token, settings)
@@ -148,7 +142,8 @@ def door(action: Action) -> Callable[..., Principal]:
     """A dependency: authenticated, allowed `action` by its roles, and (except for the FHIR API)
     not confined to a patient compartment."""
 
-    async def allowed(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
+    async def allowed(request: Request) -> Principal:
+        principal = await authenticate(request)
         require_role(principal, action)
         if action is not Action.FHIR_API and principal.confined_to_patient:
             raise forbidden("patient_confined", "Patient-context tokens may use the FHIR API only.")
@@ -161,8 +156,10 @@ def door(action: Action) -> Callable[..., Principal]:
 def door_any(*actions: Action) -> Callable[..., Principal]:
     """Like `door`, allowed when the roles permit ANY of `actions`."""
 
-    async def allowed(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
+    async def allowed(request: Request) -> Principal:
         from ..auth.roles import has_access
+
+        principal = await authenticate(request)
 
         if not any(has_access(principal, action) for action in actions):
             require_role(principal, actions[0])
