@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import Principal
 from ..auth.roles import Action
-from ..store.audit import AuditLog, AuditQuery, AuditRecord
+from ..store.audit import AuditQuery, AuditRecord
 from ..store.audit_buffer import BufferedAuditLog
 from ..usecases.fhir_errors import FhirError
 from ..usecases.fhir_search import parse_date_value
@@ -196,7 +196,7 @@ class AuditMiddleware:
                 record = build_record(scope, status, location)
                 buffered = audit_log(self.fastapi_app)
                 if not buffered.submit(record):  # buffer full (database down?) or shutting down
-                    await run_in_threadpool(AuditLog.append, buffered, [record])
+                    await run_in_threadpool(buffered.append, [record])
             except Exception:  # noqa: BLE001 - never let auditing break the response path; log the type only
                 import sys
 

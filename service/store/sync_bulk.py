@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import orjson
@@ -64,6 +65,12 @@ WHERE excluded.version_id > sync_delivery.version_id
 """
 
 
+@cache
+def _statement(template: str, dialect: str, columns: tuple[tuple[str, str], ...]) -> sa.TextClause:
+    """`template` with its JSON row source for `dialect`, built once."""
+    return sa.text(template.format(source=json_rows(dialect, columns), in_flight=_IN_FLIGHT))
+
+
 def upsert_deliveries(connection: sa.Connection, target: str, rows: Sequence[tuple], moment: dt.datetime) -> None:
     """Insert or refresh the delivery rows of `rows` ((resource_type, resource_id, version_id,
     deleted, seq, partition_key, patient_id, clinic_id), sorted by key): a newer version
@@ -71,10 +78,9 @@ def upsert_deliveries(connection: sa.Connection, target: str, rows: Sequence[tup
     sees the newer version when it records the outcome) and revives a dead one."""
     if not rows:
         return
-    dialect = connection.dialect.name
-    sql = _UPSERT_DELIVERIES.format(source=json_rows(dialect, _INGEST_COLUMNS), in_flight=_IN_FLIGHT)
-    connection.execute(sa.text(sql), {"rows": orjson.dumps(rows).decode(), "target": target,
-                                      "stamp": stamp(connection.engine, moment)})
+    statement = _statement(_UPSERT_DELIVERIES, connection.dialect.name, _INGEST_COLUMNS)
+    connection.execute(statement, {"rows": orjson.dumps(rows).decode(), "target": target,
+                                   "stamp": stamp(connection.engine, moment)})
 
 
 _SENT_COLUMNS = (("rt", "text"), ("rid", "text"), ("v", "integer"), ("tid", "text"), ("tver", "text"))
@@ -113,6 +119,6 @@ def record_sent(connection: sa.Connection, target: str, worker_id: str, rows: Se
     if connection.dialect.name != "postgresql":
         connection.exec_driver_sql(_RECORD_SENT_SQLITE, [(*row, when, target, worker_id) for row in rows])
         return
-    sql = _RECORD_SENT.format(source=json_rows(connection.dialect.name, _SENT_COLUMNS))
-    connection.execute(sa.text(sql), {"rows": orjson.dumps(rows).decode(), "target": target, "worker": worker_id,
-                                      "stamp": when})
+    statement = _statement(_RECORD_SENT, connection.dialect.name, _SENT_COLUMNS)
+    connection.execute(statement, {"rows": orjson.dumps(rows).decode(), "target": target, "worker": worker_id,
+                                   "stamp": when})

@@ -241,10 +241,15 @@ class WorkSignal:
     def generation(self) -> int:
         return self._generation
 
-    def notify(self) -> None:
+    def notify(self, everyone: bool = False) -> None:
+        """Wake one waiting lane (it passes the baton on when it finds work: no herd of lanes
+        querying for the same batch), or every one (`everyone`, e.g. to stop)."""
         with self._cond:
             self._generation += 1
-            self._cond.notify_all()
+            if everyone:
+                self._cond.notify_all()
+            else:
+                self._cond.notify()
 
     def wait(self, seen: int, timeout: float) -> None:
         """Until notified after generation `seen`, at most `timeout` seconds."""
@@ -295,7 +300,7 @@ class SyncWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        self._work.notify()
+        self._work.notify(everyone=True)
 
     def acquire_single_worker_lock(self) -> None:
         """SQLite: only one worker process at a time. Raises WorkerRefused when taken."""
@@ -376,6 +381,7 @@ class SyncWorker:
                     rt = self.runtimes[(index + offset) % count]
                     worked += self.step(rt)
                 if worked:
+                    self._work.notify()  # there may be more: another idle lane looks too
                     continue
                 if until_idle and self.idle():
                     self.stop()
@@ -603,7 +609,7 @@ class SyncWorker:
         if outcomes:
             self.store.complete(batch.runtime.name, self.worker_id, outcomes, [], new_ids)
             batch.flushed.update(o.key for o in outcomes)
-            self._work.notify()  # lanes waiting on these (as dependencies) look again
+            self._work.notify(everyone=force)  # lanes waiting on these (as dependencies) look again
         batch.last_flush = self.monotonic()
 
     def _lease_ok(self, batch: _Batch) -> bool:
