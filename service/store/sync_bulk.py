@@ -122,3 +122,31 @@ def record_sent(connection: sa.Connection, target: str, worker_id: str, rows: Se
     statement = _statement(_RECORD_SENT, connection.dialect.name, _SENT_COLUMNS)
     connection.execute(statement, {"rows": orjson.dumps(rows).decode(), "target": target, "worker": worker_id,
                                    "stamp": when})
+
+
+_KEY_COLUMNS = (("k0", "text"), ("k1", "text"))
+
+
+def keys_json(keys: Sequence[tuple[str, str]]) -> str:
+    """(resource_type, id) pairs as the `:rows` parameter of the statements below."""
+    return orjson.dumps([list(k) for k in keys]).decode()
+
+
+@cache
+def resources_by_key(dialect: str, columns: str) -> sa.TextClause:
+    """SELECT resource_type, id, <columns> of the current resources whose keys are in `:rows`
+    (`keys_json`): a primary-key probe per key, one parameter however many keys (an IN list of
+    pairs costs SQLAlchemy a Python call per value)."""
+    return sa.text(
+        f"SELECT resource_type, id, {columns} FROM fhir_resource "
+        f"WHERE (resource_type, id) IN (SELECT k0, k1 FROM ({json_rows(dialect, _KEY_COLUMNS)}) AS k)"
+    )
+
+
+@cache
+def mark_sending(dialect: str) -> sa.TextClause:
+    """Lease the delivery rows of the keys in `:rows` (`keys_json`) to `:worker` until `:until`."""
+    return sa.text(
+        "UPDATE sync_delivery SET status = 'sending', lease_owner = :worker, lease_until = :until, updated_at = :now "
+        f"WHERE target = :target AND (resource_type, resource_id) IN (SELECT k0, k1 FROM ({json_rows(dialect, _KEY_COLUMNS)}) AS k)"
+    )

@@ -35,7 +35,7 @@ from sqlmodel import Session
 
 from .repository import FhirResourceRepository
 from .outbox import Outbox
-from .sync_bulk import record_sent, upsert_deliveries
+from .sync_bulk import keys_json, mark_sending, record_sent, resources_by_key, stamp, upsert_deliveries
 from .sync_tables import (
     SyncCounterRow,
     SyncCursorRow,
@@ -437,19 +437,17 @@ class SyncStore:
         loose = {(r.resource_type, r.resource_id) for r in rows if not r.patient_id and not r.deleted}
         if not loose:
             return {}
-        R = FhirResourceRow.__table__  # type: ignore[attr-defined]
         keys = [(r.resource_type, r.resource_id) for r in rows if not r.deleted]
         refs: dict[Key, set[Key]] = {}
-        for chunk in _chunks(keys, 400):
-            for r in s.execute(sa.select(R.c.resource_type, R.c.id, R.c.json).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))):
-                refs[(r.resource_type, r.id)] = {(m.group(1).decode(), m.group(2).decode()) for m in _REFERENCE.finditer(r.json)}
+        dialect = self.dialect
+        for r in s.execute(resources_by_key(dialect, "json"), {"rows": keys_json(keys)}):
+            refs[(r[0], r[1])] = {(m.group(1).decode(), m.group(2).decode()) for m in _REFERENCE.finditer(bytes(r[2]))}
         wanted = sorted(set().union(*(refs.get(k, set()) for k in loose)))
         patients: dict[Key, str | None] = {(r.resource_type, r.resource_id): r.patient_id for r in rows}
-        for chunk in _chunks([k for k in wanted if k not in patients], 400):
-            for r in s.execute(
-                sa.select(R.c.resource_type, R.c.id, R.c.patient_id).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))
-            ):
-                patients[(r.resource_type, r.id)] = r.patient_id
+        missing = [k for k in wanted if k not in patients]
+        if missing:
+            for r in s.execute(resources_by_key(dialect, "patient_id"), {"rows": keys_json(missing)}):
+                patients[(r[0], r[1])] = r[2]
         for key in list(patients):
             if key[0] == "Patient":
                 patients[key] = key[1]
@@ -563,12 +561,8 @@ class SyncStore:
                 )
                 return Claim([], [])
             keys = [(r.resource_type, r.resource_id) for r in rows]
-            for chunk in _chunks(keys, 400):
-                s.execute(
-                    sa.update(D)
-                    .where(D.c.target == target, sa.tuple_(D.c.resource_type, D.c.resource_id).in_(chunk))
-                    .values(status="sending", lease_owner=worker_id, lease_until=until, updated_at=now)
-                )
+            s.execute(mark_sending(self.dialect), {"rows": keys_json(keys), "worker": worker_id, "target": target,
+                                                   "until": stamp(self.engine, until), "now": stamp(self.engine, now)})
             used = sorted({r.partition_key for r in rows})
             unused = [p for p in locked if p not in set(used)]
             if unused:
