@@ -54,6 +54,7 @@ D = SyncDeliveryRow.__table__  # type: ignore[attr-defined]
 P = SyncPartitionRow.__table__  # type: ignore[attr-defined]
 C = SyncCounterRow.__table__  # type: ignore[attr-defined]
 M = SyncIdMapRow.__table__  # type: ignore[attr-defined]
+CUR = SyncCursorRow.__table__  # type: ignore[attr-defined]
 
 STATUSES = ("pending", "sending", "sent", "retrying", "dead")
 ACTIVE = ("pending", "sending", "retrying")
@@ -259,6 +260,16 @@ class SyncStore:
             yield session
             session.commit()
 
+    @contextmanager
+    def _conn(self, write: bool = True) -> Iterator[sa.Connection]:
+        """A Core connection in a transaction, for the worker's hot paths (an ORM Session costs
+        its state machine on every statement); write transactions take the write lock."""
+        with self.write_lock() if write else _NO_LOCK, self.engine.connect() as connection:
+            if self.is_sqlite and write:
+                connection.execution_options(sqlite_begin="immediate")
+            with connection.begin():
+                yield connection
+
     def write_lock(self) -> Any:
         """SQLite: the lock this process's write transactions on the database take first. The
         worker's lanes would otherwise meet in SQLite's busy handler, which sleeps in steps of
@@ -353,7 +364,7 @@ class SyncStore:
 
     def _ingest(self, target: str, types: frozenset[str] | None, batch: int, gap_timeout: float) -> IngestResult:
         O = OutboxRow.__table__  # type: ignore[attr-defined]
-        with self._tx(write=False) as s:  # a cheap look first: polling an idle outbox takes no write lock
+        with self._conn(write=False) as s:  # a cheap look first: polling an idle outbox takes no write lock
             cur = s.execute(
                 sa.select(SyncCursorRow.last_seq, SyncCursorRow.gaps).where(SyncCursorRow.target == target)  # type: ignore[arg-type]
             ).first()
@@ -375,7 +386,7 @@ class SyncStore:
         O = OutboxRow.__table__  # type: ignore[attr-defined]
         now = self.clock()
         epoch = now.timestamp()
-        with self._tx(write=False) as s:
+        with self._conn(write=False) as s:
             seen = s.execute(
                 sa.select(SyncCursorRow.last_seq, SyncCursorRow.gaps).where(SyncCursorRow.target == target)  # type: ignore[arg-type]
             ).first()
@@ -409,26 +420,23 @@ class SyncStore:
             if newest:
                 owners = self._owning_patients(s, list(newest.values()))
                 rows_in = [_with_patient(r, owners.get((r.resource_type, r.resource_id))) for r in newest.values()]
-        with self._tx() as s:
-            cursor = s.execute(
-                sa.select(SyncCursorRow).where(SyncCursorRow.target == target).with_for_update()  # type: ignore[arg-type]
-            ).scalar_one_or_none()
+        state = {"last_seq": new_last, "gaps": orjson.dumps(sorted([k, v] for k, v in gaps.items())).decode(),
+                 "updated_at": now}
+        with self._conn() as c:
+            cursor = c.execute(sa.select(CUR.c.last_seq, CUR.c.gaps).where(CUR.c.target == target).with_for_update()).first()
             if cursor is None:
                 if seen is not None:
                     return None
-                cursor = SyncCursorRow(target=target, last_seq=0, gaps="[]", updated_at=now)
-                s.add(cursor)
-                s.flush()
+                c.execute(sa.insert(CUR).values(target=target, **state))
             elif seen is None or (int(cursor.last_seq), cursor.gaps) != (last_seq, gaps_text):
                 return None  # another ingester moved the cursor since the read: work it out again
-            cursor.last_seq = new_last
-            cursor.gaps = orjson.dumps(sorted([k, v] for k, v in gaps.items())).decode()
-            cursor.updated_at = now
+            else:
+                c.execute(sa.update(CUR).where(CUR.c.target == target).values(**state))
             if rows_in:
-                self._upsert_deliveries(s, target, rows_in, now)
+                self._upsert_deliveries(c, target, rows_in, now)
             return IngestResult(len(rows) + len(found), new_last, len(gaps), len(rows) < batch)
 
-    def _owning_patients(self, s: Session, rows: list[Any]) -> dict[Key, str]:
+    def _owning_patients(self, s: sa.Connection, rows: list[Any]) -> dict[Key, str]:
         """For resources of no patient, the one patient they belong with, if there is one: the
         patient of everything they refer to (a Provenance of an Observation), or else of
         everything in this ingest batch that refers to them (a Medication given in one
@@ -467,7 +475,7 @@ class SyncStore:
                 owners[key] = owning.pop()
         return owners
 
-    def _upsert_deliveries(self, s: Session, target: str, rows: list[Any], now: dt.datetime) -> None:
+    def _upsert_deliveries(self, c: sa.Connection, target: str, rows: list[Any], now: dt.datetime) -> None:
         values = []
         partitions = set()
         for r in sorted(rows, key=lambda r: (r.resource_type, r.resource_id)):
@@ -475,13 +483,13 @@ class SyncStore:
             partitions.add(part)
             values.append((r.resource_type, r.resource_id, r.version_id, bool(r.deleted), r.seq, part, r.patient_id,
                            r.clinic_id))
-        upsert_deliveries(s.connection(), target, values, now)  # one set-based statement (sync_bulk.py)
-        s.execute(
+        upsert_deliveries(c, target, values, now)  # one set-based statement (sync_bulk.py)
+        c.execute(
             self._insert(P).on_conflict_do_nothing(index_elements=["target", "partition_key"]),
             [dict(target=target, partition_key=p) for p in sorted(partitions)],
         )
         # items that waited on a dead dependency which is alive again
-        s.execute(
+        c.execute(
             sa.update(D)
             .where(
                 D.c.target == target, D.c.status == "dead", D.c.blocked_by.is_not(None),
@@ -506,10 +514,10 @@ class SyncStore:
     def _claim(self, target: str, worker_id: str, max_items: int, max_partitions: int, lease_seconds: float) -> Claim:
         now = self.clock()
         until = now + dt.timedelta(seconds=lease_seconds)
-        with self._tx(write=False) as s:  # a cheap look first: idle lanes never take the write lock
+        with self._conn(write=False) as s:  # a cheap look first: idle lanes never take the write lock
             if s.execute(sa.select(D.c.seq).where(D.c.target == target, self._due(now)).limit(1)).first() is None:
                 return Claim([], [])
-        with self._tx() as s:
+        with self._conn() as s:
             first = sa.func.min(D.c.seq)
             candidates = [
                 r[0]
@@ -572,7 +580,7 @@ class SyncStore:
         # the bodies are read after the write transaction (the write lock - SQLite: the whole
         # database - is not held while ~MBs of JSON are read): the rows are leased to us now,
         # and a version written meanwhile is simply the one sent (outcomes record the version)
-        with self._tx(write=False) as s:
+        with self._conn(write=False) as s:
             current = self._current_json(s, keys, claimed=(target, worker_id, until, locked))
             items = []
             for r in rows:
@@ -588,7 +596,7 @@ class SyncStore:
             return Claim(items, used)
 
     def _current_json(
-        self, s: Session, keys: list[Key], claimed: tuple[str, str, dt.datetime, list[str]] | None = None
+        self, s: Session | sa.Connection, keys: list[Key], claimed: tuple[str, str, dt.datetime, list[str]] | None = None
     ) -> dict[Any, tuple[int, bytes]]:
         """The current (version, JSON) of `keys`; for deleted ones ("~tomb", type, id) -> (last
         version, b""). `claimed` (target, worker, lease end, partitions): `keys` are exactly the
@@ -631,7 +639,7 @@ class SyncStore:
         def work() -> bool:
             now = self.clock()
             until = now + dt.timedelta(seconds=lease_seconds)
-            with self._tx() as s:
+            with self._conn() as s:
                 result = s.execute(
                     sa.update(P)
                     .where(P.c.target == target, P.c.partition_key.in_(list(partitions)), P.c.lease_owner == worker_id)
@@ -650,7 +658,7 @@ class SyncStore:
     def dependency_states(self, target: str, keys: Iterable[Key]) -> dict[Key, DependencyState]:
         keys = sorted(set(keys))
         out: dict[Key, DependencyState] = {}
-        with self._tx(write=False) as s:
+        with self._conn(write=False) as s:
             for chunk in _chunks(keys, 400):
                 for r in s.execute(
                     sa.select(D.c.resource_type, D.c.resource_id, D.c.status, D.c.sent_version_id, D.c.last_error,
@@ -706,8 +714,8 @@ class SyncStore:
             by_kind.setdefault(o.kind, []).append(p)
             name = {"sent": "sent", "retry": "retried", "dead": "dead", "defer": "deferred"}[o.kind]
             counters[name] = counters.get(name, 0) + 1
-        with self._tx() as s:
-            conn = s.connection()
+        with self._conn() as s:
+            conn = s
             if "sent" in by_kind:  # the common case: one set-based statement (sync_bulk.py)
                 record_sent(conn, target, worker_id,
                             [(p["b_rt"], p["b_rid"], p["b_v"], p["b_tid"], p["b_tver"]) for p in by_kind["sent"]], now)
@@ -752,7 +760,7 @@ class SyncStore:
                 )
             self._count(s, target, counters)
 
-    def _count(self, s: Session, target: str, counters: dict[str, int]) -> None:
+    def _count(self, s: Session | sa.Connection, target: str, counters: dict[str, int]) -> None:
         for name, value in sorted(counters.items()):
             if not value:
                 continue
@@ -813,7 +821,7 @@ class SyncStore:
     def has_active(self, target: str) -> bool:
         """Is any of the target's items pending, sending or retrying? (An index probe: the
         worker asks this often while it waits to be idle.)"""
-        with self._tx(write=False) as s:
+        with self._conn(write=False) as s:
             return s.execute(
                 sa.select(D.c.seq).where(D.c.target == target, D.c.status.in_(ACTIVE)).limit(1)
             ).first() is not None
