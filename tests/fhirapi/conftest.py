@@ -4,6 +4,7 @@ PostgreSQL, via `database_url`) with the demo course loaded; `demo` names its id
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -26,8 +27,8 @@ class Demo:
 
 
 @pytest.fixture
-def services(database_url: str) -> Iterator[Services]:
-    services = Services(settings=Settings(database_url=database_url))
+def services(database_url: str, tmp_path: Path) -> Iterator[Services]:
+    services = Services(settings=Settings(database_url=database_url, export_dir=tmp_path / "exports"))
     services.migrate()
     load_demo(services.uow_factory)
     yield services

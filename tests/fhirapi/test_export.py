@@ -9,16 +9,11 @@ import datetime as dt
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.tokens import authorize
-from service.api import create_app
-from service.config import Settings
-from service.demo import load_demo
 from service.store.fhir_export import ExportJobStore
 from service.store.repository import ResourceInput
 from service.usecases import Services
@@ -28,22 +23,6 @@ from .conftest import FHIR_JSON, outcome, new_observation
 
 ASYNC = {"Prefer": "respond-async"}
 NDJSON = "application/fhir+ndjson"
-
-
-@pytest.fixture
-def services(database_url: str, tmp_path: Path) -> Iterator[Services]:
-    services = Services(settings=Settings(database_url=database_url, export_dir=tmp_path / "exports"))
-    services.migrate()
-    load_demo(services.uow_factory)
-    yield services
-    services.close()
-
-
-@pytest.fixture
-def fhir(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
-        client.headers["Accept"] = FHIR_JSON
-        yield authorize(client)
 
 
 def kick_off(client: TestClient, path: str = "/fhir/$export", **params: str) -> str:
