@@ -129,7 +129,8 @@ def create_app(
     app.include_router(audit_api.audit_export_router, prefix=API_PREFIX)
     app.include_router(imports.router, prefix=API_PREFIX)
     app.include_router(summary.router, prefix=API_PREFIX)
-    app.include_router(records.records_router(API_PREFIX), prefix=API_PREFIX)
+    for kind_router in records.kind_routers(API_PREFIX):
+        app.include_router(kind_router, prefix=API_PREFIX)
     app.include_router(sync_api.router, prefix=API_PREFIX)
     app.include_router(sync_api.metrics_router)
     app.include_router(coverage_api.router, prefix=API_PREFIX)

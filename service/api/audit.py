@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,7 +70,7 @@ def install_audit_shutdown(app: Any) -> None:
             try:
                 yield state
             finally:
-                await run_in_threadpool(audit_log(app).flush)
+                await in_thread(audit_log(app).flush)
 
     app.router.lifespan_context = lifespan
 
@@ -196,7 +196,7 @@ class AuditMiddleware:
                 record = build_record(scope, status, location)
                 buffered = audit_log(self.fastapi_app)
                 if not buffered.submit(record):  # buffer full (database down?) or shutting down
-                    await run_in_threadpool(buffered.append, [record])
+                    await in_thread(buffered.append, [record])
             except Exception:  # noqa: BLE001 - never let auditing break the response path; log the type only
                 import sys
 
@@ -258,8 +258,8 @@ async def search_audit(
 ) -> Response:
     query = _query(principal, patient, date, outcome, count, cursor)
     log_ = audit_log(request.app)
-    rows, more = await run_in_threadpool(log_.search, query)
-    total = await run_in_threadpool(log_.count, AuditQuery(query.patient, query.clinic_id, query.outcome, query.since, query.until))
+    rows, more = await in_thread(log_.search, query)
+    total = await in_thread(log_.count, AuditQuery(query.patient, query.clinic_id, query.outcome, query.since, query.until))
     base = str(request.base_url).rstrip("/") + "/fhir"
     self_link = str(request.url)
     links = [{"relation": "self", "url": self_link}]
@@ -282,7 +282,7 @@ async def search_audit(
 @audit_fhir_router.get("/AuditEvent/{event_id}", operation_id="audit_read", summary="One AuditEvent (administrators)",
                        response_class=Response, responses=AUDIT_RESPONSES)
 async def read_audit(request: Request, event_id: str, principal: AuditReader) -> Response:
-    found = await run_in_threadpool(audit_log(request.app).read, event_id[:64])
+    found = await in_thread(audit_log(request.app).read, event_id[:64])
     if found is None or not (is_global_admin(principal) or found[0] == principal.clinic_id):
         raise FhirError.of(404, "AuditEvent not found", "not-found")
     return Response(bytes(found[1]), media_type=FHIR_JSON)
@@ -302,5 +302,5 @@ async def export_audit(
     clinic = None if is_global_admin(principal) else principal.clinic_id
     query = AuditQuery(patient=patient.removeprefix("Patient/") if patient else None, clinic_id=clinic,
                        since=since.replace(tzinfo=since.tzinfo or dt.timezone.utc) if since else None)
-    lines = await run_in_threadpool(lambda: [line + b"\n" for line in audit_log(request.app).export(query)])
+    lines = await in_thread(lambda: [line + b"\n" for line in audit_log(request.app).export(query)])
     return StreamingResponse(iter(lines), media_type="application/fhir+ndjson")

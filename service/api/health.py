@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from starlette.responses import Response
 
 from .deps import ServicesDep, json_response
@@ -14,5 +14,5 @@ router = APIRouter()
 
 @router.get("/health", operation_id="health", tags=["health"], response_model=Health, summary="Service health")
 async def health(services: ServicesDep) -> Response:
-    ok = await run_in_threadpool(services.database_ok)
+    ok = await in_thread(services.database_ok)
     return json_response({"status": "ok" if ok else "degraded", "database": "ok" if ok else "unavailable"}, 200 if ok else 503)

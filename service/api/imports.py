@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from starlette.responses import Response
 
 from ..usecases import import_rows, parse_rows
@@ -60,5 +60,5 @@ async def import_records(
             clinic = tenant(request, requested if isinstance(requested, str) else None, required=False)
             if "clinic_id" not in row.payload and clinic is not None:
                 row.payload["clinic_id"] = clinic
-    report = await run_in_threadpool(lambda: import_rows(services.uow_factory, kind, iter(rows)))
+    report = await in_thread(lambda: import_rows(services.uow_factory, kind, iter(rows)))
     return json_response(report.document())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from starlette.responses import Response
 
 from ..coverage.packet import Packet, build_packet, packet_pdf_bytes, read_packet
@@ -66,7 +66,7 @@ async def post_packet(
     clinic = tenant(request, clinic_id)
     assert clinic is not None
     today = services.clock().date()
-    packet = await run_in_threadpool(
+    packet = await in_thread(
         lambda: build_packet(services.uow(), clinic, patient_id, today=today, rules=services.summary_rules)
     )
     return json_response(_metadata(packet), 200 if packet.write_status == "unchanged" else 201)
@@ -74,7 +74,7 @@ async def post_packet(
 
 async def _stored_packet(request: Request, packet_id: str, services, clinic_id: str | None) -> dict:
     """The stored DocumentReference of a packet, within the caller's clinic (404 otherwise)."""
-    return await run_in_threadpool(read_packet, services.uow(), packet_id, tenant(request, clinic_id, required=False))
+    return await in_thread(read_packet, services.uow(), packet_id, tenant(request, clinic_id, required=False))
 
 
 @router.get(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from starlette.responses import Response
 
 from ..domain.records import RECORD_KINDS, RecordKind
@@ -88,7 +88,7 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
 
     async def put_one(request: Request, key: KeyPath, services: ServicesDep) -> Response:
         payload = _tenanted(request, await read_json_object(request), kind, key)
-        result = await run_in_threadpool(
+        result = await in_thread(
             put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key,
             outcome_rules=services.summary_rules.outcome,
         )
@@ -96,7 +96,7 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
 
     async def create_one(request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> Response:
         payload = _tenanted(request, await read_json_object(request), kind, None)
-        result = await run_in_threadpool(
+        result = await in_thread(
             put_record, services.uow(), kind, payload, idempotency_key, mode=PutMode.CREATE,
             outcome_rules=services.summary_rules.outcome,
         )
@@ -104,7 +104,7 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
 
     async def get_one(request: Request, key: KeyPath, services: ServicesDep, clinic_id: ClinicQuery = None) -> Response:
         clinic = tenant(request, clinic_id if clinic_id is not None or kind != "clinics" else key, required=False)
-        view = await run_in_threadpool(get_record, services.uow(), kind, key, clinic)
+        view = await in_thread(get_record, services.uow(), kind, key, clinic)
         return json_response(view.document())
 
     async def list_many(
@@ -116,14 +116,14 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
         cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the previous page")] = None,
     ) -> Response:
         clinic = tenant(request, clinic_id, required=False)
-        page = await run_in_threadpool(
+        page = await in_thread(
             list_records, services.uow(), kind, clinic_id=clinic, patient_id=patient_id, limit=limit, cursor=cursor
         )
         return json_response(page.document())
 
     async def preview(request: Request, services: ServicesDep) -> Response:
         payload = _tenanted(request, await read_json_object(request), kind, None)
-        resources = await run_in_threadpool(preview_fhir, kind, payload, None, services.uow_factory)
+        resources = await in_thread(preview_fhir, kind, payload, None, services.uow_factory)
         bundle = {
             "resourceType": "Bundle",
             "type": "collection",
@@ -182,12 +182,14 @@ def _tenanted(request: Request, payload: dict, kind: str, key: str | None) -> di
     return payload
 
 
-def records_router(prefix: str) -> APIRouter:
-    """Every kind's routes, one gated router per kind (service/api/routing.py); `prefix` is
-    the prefix the returned router is included with."""
-    router = APIRouter()
+def kind_routers(prefix: str) -> list[APIRouter]:
+    """Every kind's routes, one gated router per kind (service/api/routing.py), to be included
+    in the app itself with `prefix`: one level of routers, so a request is matched against
+    the kinds' gates and then its own kind's five routes only (an intermediate router holding
+    them all would be matched, and walked, once more)."""
+    routers = []
     for spec in RECORD_KINDS.values():
         kind_router = GatedRouter(gate=f"{prefix}/{spec.name}")
         _add_kind_routes(kind_router, spec)
-        router.include_router(kind_router)
-    return router
+        routers.append(kind_router)
+    return routers

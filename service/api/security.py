@@ -37,7 +37,7 @@ from ..auth.fastapi import auth_error_response, www_authenticate
 from ..auth.roles import Action, Role
 from ..auth.token_cache import VerifiedTokenCache
 from ..auth.tokens import disabled_principal, validate_token
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from .problems import PROBLEM_BASE, problem
 
 FHIR_PREFIX = "/fhir"
@@ -128,8 +128,8 @@ async def authenticate(request: Request) -> Principal:
         try:
             principal = tokens.principal(token, settings)
             if principal is None:
-                principal = await run_in_threadpool(validate_token, token, settings, keys=getattr(state, "auth_keys", None))
-                tokens.remember(token, principal)
+                principal = await in_thread(validate_token, token, settings, keys=getattr(state, "auth_keys", None))
+                tokens.remember(token, principal, settings)
         except AuthError:
             limiter.hit("ip:" + client_address(request))
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from starlette.responses import Response
 
 from ..usecases import course_summary
@@ -33,5 +33,5 @@ async def get_course_summary(
     services: ServicesDep,
 ) -> Response:
     clinic_id = tenant(request, clinic_id) or clinic_id
-    summary = await run_in_threadpool(course_summary, services.uow(), clinic_id, patient_id, services.summary_rules)
+    summary = await in_thread(course_summary, services.uow(), clinic_id, patient_id, services.summary_rules)
     return json_response(summary)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
+from .offload import in_thread
 from starlette.responses import PlainTextResponse, Response
 
 from ..store.sync_repository import STATUSES, StatusQuery, SyncStore
@@ -53,7 +53,7 @@ def _check_target_payload(payload: dict[str, Any]) -> None:
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
-        return await run_in_threadpool(fn, *args, **kwargs)
+        return await in_thread(fn, *args, **kwargs)
     except TargetConfigError as error:
         status = 404 if str(error).startswith("no sync target") else 422
         raise ApiError(status, "sync-target", str(error)) from None
@@ -92,7 +92,7 @@ async def create_target(payload: Annotated[dict[str, Any], Body()], request: Req
     _check_target_payload(payload)
     name = str(payload.get("name") or "")
     admin = _admin(request, services)
-    if await run_in_threadpool(admin.store.get_target, name) is not None:
+    if await in_thread(admin.store.get_target, name) is not None:
         raise ApiError(409, "sync-target", f"target {name!r} exists; PUT /sync/targets/{name} replaces it")
     return json_response(await _call(admin.put_target, name, payload), 201)
 

@@ -5,9 +5,11 @@ EHR systems and the billing page send the same access token on every request unt
 expires (SMART Backend Services tokens live minutes). Verifying it costs a JWK construction
 and an RSA/EC signature check each time, and - when the key set is fetched over HTTP - may
 block, so it runs off the event loop. The cache keeps the *verified claims* under the
-SHA-256 of the token (never the token itself); a hit re-checks the registered claims
-(`principal_from_claims`: exp, nbf, iat, aud, issuer ... against the current time), so an
-expired token is refused exactly as without the cache.
+SHA-256 of the token (never the token itself), with the `Principal` built from them. A hit
+re-checks the time claims (exp, nbf, iat against the current time), so an expired token is
+refused exactly as without the cache; the other claims (issuer, audience, roles, scopes)
+cannot change, so the principal is reused - unless the `AuthSettings` object differs from the
+one it was built under, in which case every claim is checked again (`principal_from_claims`).
 
 What the cache changes: a token verified with a key that is later removed from the key set
 stays accepted until its `exp` (at most `max_age_seconds`, 5 minutes by default, after
@@ -19,11 +21,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Callable
 
 from .settings import AuthSettings
-from .tokens import Principal, principal_from_claims
+from .tokens import Principal, check_token_times, principal_from_claims
 
 
 class VerifiedTokenCache:
@@ -34,7 +35,7 @@ class VerifiedTokenCache:
         self.size = size
         self.max_age_seconds = max_age_seconds
         self.clock = clock
-        self._entries: dict[bytes, tuple[float, Mapping[str, Any]]] = {}
+        self._entries: dict[bytes, tuple[float, Principal, AuthSettings | None]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -53,10 +54,16 @@ class VerifiedTokenCache:
             with self._lock:
                 self._entries.pop(key, None)
             return None
-        return principal_from_claims(entry[1], settings, now=now)
+        stamp, principal, built_under = entry
+        if built_under is settings:
+            check_token_times(principal.claims, settings, now=now)
+            return principal
+        return principal_from_claims(principal.claims, settings, now=now)
 
-    def remember(self, token: str, principal: Principal) -> None:
+    def remember(self, token: str, principal: Principal, settings: AuthSettings | None = None) -> None:
+        """Cache a verified token's principal; `settings` are those it was verified under (a hit
+        under other settings re-checks every claim)."""
         with self._lock:
             while len(self._entries) >= self.size:
                 self._entries.pop(next(iter(self._entries)))
-            self._entries[self._key(token)] = (self.clock(), principal.claims)
+            self._entries[self._key(token)] = (self.clock(), principal, settings)

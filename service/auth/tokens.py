@@ -226,11 +226,12 @@ def validate_token(
     return principal_from_claims(claims, settings, now=now)
 
 
-def principal_from_claims(claims: Mapping[str, Any], settings: AuthSettings, *, now: float | None = None) -> Principal:
-    """Check the registered claims of an already signature-verified token; build the `Principal`."""
+def check_token_times(claims: Mapping[str, Any], settings: AuthSettings, *, now: float | None = None) -> float:
+    """The time-dependent registered claims (exp required; nbf, iat) against `now`, within the
+    configured clock skew (RFC 7519 4.1.4-4.1.6); AuthError when the token is not valid now.
+    Returns `exp`."""
     current = time.time() if now is None else now
     skew = settings.clock_skew_seconds
-
     exp = _numeric_date(claims, "exp", required=True)
     assert exp is not None
     if current >= exp + skew:
@@ -241,7 +242,12 @@ def principal_from_claims(claims: Mapping[str, Any], settings: AuthSettings, *, 
     iat = _numeric_date(claims, "iat", required=False)
     if iat is not None and iat > current + skew:
         raise unauthorized("token_issued_in_future", "The token's issue time (iat) is in the future.")
+    return exp
 
+
+def principal_from_claims(claims: Mapping[str, Any], settings: AuthSettings, *, now: float | None = None) -> Principal:
+    """Check the registered claims of an already signature-verified token; build the `Principal`."""
+    exp = check_token_times(claims, settings, now=now)
     if claims.get("iss") != settings.issuer or settings.issuer is None:
         raise unauthorized("wrong_issuer", "The token was not issued by the configured issuer.")
     aud = claims.get("aud")

@@ -8,7 +8,7 @@ import email.utils
 from typing import Any, Callable, TypeVar
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
+from ..offload import in_thread
 from starlette.responses import Response
 
 from ...usecases import Services
@@ -91,7 +91,7 @@ def version_headers(version: ResourceVersion | Any) -> dict[str, str]:
 
 
 async def run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await run_in_threadpool(function, *args, **kwargs)
+    return await in_thread(function, *args, **kwargs)
 
 
 def reader(request: Request):  # type: ignore[no-untyped-def]
