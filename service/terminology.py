@@ -110,13 +110,11 @@ class Concept:
         return note if isinstance(note, str) else None
 
 
+@lru_cache(maxsize=1)
 def mappings_dir() -> Path:
-    """The data directory: ``$MAPPINGS_DIR`` or ``<project root>/mappings``."""
-    return _mappings_dir(os.environ.get("MAPPINGS_DIR"))
-
-
-@lru_cache(maxsize=8)
-def _mappings_dir(env: str | None) -> Path:
+    """The data directory: ``$MAPPINGS_DIR`` or ``<project root>/mappings``, read once (every
+    code lookup of a mapping asks for it; ``clear_cache()`` reads it again)."""
+    env = os.environ.get("MAPPINGS_DIR")
     if env:
         return Path(env).expanduser().resolve()
     return Path(__file__).resolve().parents[1] / "mappings"
@@ -131,7 +129,8 @@ def _read(path: str) -> Any:
 
 
 def clear_cache() -> None:
-    """Forget cached files (after changing ``MAPPINGS_DIR`` or editing data)."""
+    """Forget cached files and the data directory (after changing ``MAPPINGS_DIR`` or editing data)."""
+    mappings_dir.cache_clear()
     _read.cache_clear()
     _concept.cache_clear()
 

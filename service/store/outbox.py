@@ -8,8 +8,10 @@ in a table it owns, so adding an EHR target needs no change here and a slow targ
 holds back another.
 
 Rows appended are inserted when the outbox is flushed: `flush()` (called by the unit of work
-before it commits, and by `after`/`count`), one executemany INSERT for all of a transaction's
-rows, in append order (so `seq` follows it; on PostgreSQL one INSERT ... SELECT FROM unnest). Without `batched=True` (an Outbox built on a
+before it commits, and by `after`/`count`), one INSERT for all of a transaction's rows, in
+append order (so `seq` follows it). In a unit of work they join its write-behind
+(service/store/write_behind.py) and go out in the same statement as the transaction's other
+INSERTs. Without `batched=True` (an Outbox built on a
 plain Session outside a unit of work) each row is added to the session as an ORM object and
 inserted by the session's next flush or commit, as before.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -44,10 +46,13 @@ class OutboxEntry:
 class Outbox:
     """Append and read outbox rows (ordered by `seq`)."""
 
-    def __init__(self, session: Session, clock: Callable[[], dt.datetime], *, batched: bool = False) -> None:
+    def __init__(
+        self, session: Session, clock: Callable[[], dt.datetime], *, batched: bool = False, write_behind: Any = None
+    ) -> None:
         self._session = session
         self._clock = clock
         self._batched = batched
+        self._write_behind = write_behind
         self._pending: list[dict] = []
 
     def append(self, write: ResourceWrite) -> None:
@@ -66,10 +71,14 @@ class Outbox:
             self._session.add(OutboxRow(**row))
 
     def flush(self) -> None:
-        """Insert the rows appended so far (one statement)."""
+        """Insert the rows appended so far (one statement), or hand them to the unit of work's
+        write-behind (`write_behind`, service/store/write_behind.py) when it has one."""
         if self._pending:
             rows, self._pending = self._pending, []
-            insert_rows(self._session.connection(), [(_OUTBOX, rows)])
+            if self._write_behind is not None:
+                self._write_behind.add([(_OUTBOX, rows)])
+            else:
+                insert_rows(self._session.connection(), [(_OUTBOX, rows)])
 
     def discard(self) -> None:
         """Forget rows appended but not flushed (the transaction is rolled back)."""

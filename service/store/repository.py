@@ -139,6 +139,14 @@ def _text_bytes(row: dict, names: tuple[str, ...]) -> dict:
     return row
 
 
+def _insert(repository: Any, connection: sa.Connection, batches: Sequence[tuple[sa.Table, Sequence[dict]]]) -> None:
+    """Insert now, or queue in the repository's unit-of-work write-behind when it has one."""
+    if repository._pending is not None:
+        repository._pending.add(batches)
+    else:
+        insert_rows(connection, batches)
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -191,11 +199,14 @@ def _record(row: Any) -> StoredRecord:
 
 
 class RecordRepository:
-    """Domain records by (kind, clinic, key), with every version kept in `record_version`."""
+    """Domain records by (kind, clinic, key), with every version kept in `record_version`.
+    With `pending` (a unit of work's write-behind, service/store/write_behind.py), its INSERTs
+    are queued there instead of sent."""
 
-    def __init__(self, session: Session, clock: Clock) -> None:
+    def __init__(self, session: Session, clock: Clock, pending: Any = None) -> None:
         self._session = session
         self._clock = clock
+        self._pending = pending
         self._cached_connection: sa.Connection | None = None
 
     def _connection(self) -> sa.Connection:
@@ -248,7 +259,7 @@ class RecordRepository:
             version, created_at = 1, now
             row = {"kind": kind, "clinic_id": clinic_id, "key": key, "patient_key": patient_key, "data": text,
                    "version": 1, "content_hash": digest, "created_at": now, "updated_at": now}
-            insert_rows(connection, [(_REC, [row]), (_REC_VERSION, [version_row])])
+            _insert(self, connection, [(_REC, [row]), (_REC_VERSION, [version_row])])
         else:
             version, created_at = current.version + 1, current.created_at
             connection.execute(
@@ -256,7 +267,7 @@ class RecordRepository:
                 {"k_kind": kind, "k_clinic_id": clinic_id, "k_key": key, "version": version, "data": text,
                  "patient_key": patient_key, "content_hash": digest, "updated_at": now},
             )
-            insert_rows(connection, [(_REC_VERSION, [{**version_row, "version": version}])])
+            _insert(self, connection, [(_REC_VERSION, [{**version_row, "version": version}])])
         return StoredRecord(kind, clinic_id, key, patient_key, orjson.loads(text), version, digest, created_at, now)
 
     def list(
@@ -394,6 +405,28 @@ _NEWEST_HISTORY = (
 # of its prune source), and the newest history version of each (for ids deleted before).
 _BATCH_STATE = sa.union_all(sa.select(*_CURRENT_COLUMNS).where(_KEY_IN), _NEWEST_HISTORY)
 _BATCH_STATE_WITH_SOURCE = sa.union_all(sa.select(*_CURRENT_COLUMNS).where(sa.or_(_KEY_IN, _OF_SOURCE)), _NEWEST_HISTORY)
+# PostgreSQL: the same as primary-key probes over two text arrays - constant SQL text (prepared
+# once per connection; the expanding IN lists above are re-rendered on every execution) and no
+# OR of conjunctions for the planner to misjudge. A row found both by key and by source comes
+# twice (same content; the caller keeps one).
+_PG_CURRENT = (
+    "SELECT 0 AS what, r.resource_type, r.id, r.version_id, r.last_updated, r.json, r.content_hash, r.patient_id, "
+    "r.clinic_id, r.source_kind, r.source_clinic_id, r.source_key FROM {source} "
+)
+_PG_KEYS = "unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(resource_type, id)"
+_PG_BY_KEY = _PG_CURRENT.format(source=f"{_PG_KEYS} JOIN fhir_resource r ON r.resource_type = k.resource_type AND r.id = k.id")
+_PG_BY_SOURCE = _PG_CURRENT.format(source="fhir_resource r") + (
+    "WHERE r.source_kind = :source_kind AND r.source_clinic_id = :source_clinic_id AND r.source_key = :source_key"
+)
+_PG_NEWEST_HISTORY = (
+    "SELECT 1, h.resource_type, h.id, max(h.version_id), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+    f"FROM {_PG_KEYS} JOIN fhir_resource_history h ON h.resource_type = k.resource_type AND h.id = k.id "
+    "GROUP BY h.resource_type, h.id"
+)
+_BATCH_STATE_PG = sa.text(f"{_PG_BY_KEY} UNION ALL {_PG_NEWEST_HISTORY}").columns(*_CURRENT_COLUMNS)
+_BATCH_STATE_WITH_SOURCE_PG = sa.text(
+    f"{_PG_BY_KEY} UNION ALL {_PG_BY_SOURCE} UNION ALL {_PG_NEWEST_HISTORY}"
+).columns(*_CURRENT_COLUMNS)
 
 _SELECT_RESOURCE = sa.select(*_RESOURCE_COLUMNS).where(
     _RES.c.resource_type == sa.bindparam("resource_type"), _RES.c.id == sa.bindparam("id")
@@ -431,11 +464,13 @@ class _Current:
 
 
 class FhirResourceRepository:
-    """Current FHIR resources with their search index; earlier versions go to history."""
+    """Current FHIR resources with their search index; earlier versions go to history. With
+    `pending`, INSERTs are queued as in `RecordRepository`."""
 
-    def __init__(self, session: Session, clock: Clock) -> None:
+    def __init__(self, session: Session, clock: Clock, pending: Any = None) -> None:
         self._session = session
         self._clock = clock
+        self._pending = pending
         self._cached_connection: sa.Connection | None = None
 
     def _connection(self) -> sa.Connection:
@@ -532,12 +567,18 @@ class FhirResourceRepository:
         newest_history: dict[tuple[str, str], int] = {}
         if not keys and prune_source is None:
             return current, newest_history
-        # an empty IN list is rendered as a never-true condition by SQLAlchemy
-        params: dict[str, Any] = {"keys": keys, "history_keys": keys}
+        connection = self._connection()
+        params: dict[str, Any]
+        if connection.dialect.name == "postgresql":
+            params = {"types": [k[0] for k in keys], "ids": [k[1] for k in keys]}
+            statement = _BATCH_STATE_PG if prune_source is None else _BATCH_STATE_WITH_SOURCE_PG
+        else:
+            # an empty IN list is rendered as a never-true condition by SQLAlchemy
+            params = {"keys": keys, "history_keys": keys}
+            statement = _BATCH_STATE if prune_source is None else _BATCH_STATE_WITH_SOURCE
         if prune_source is not None:
             params.update(source_kind=prune_source[0], source_clinic_id=prune_source[1], source_key=prune_source[2])
-        statement = _BATCH_STATE if prune_source is None else _BATCH_STATE_WITH_SOURCE
-        for row in self._connection().execute(statement, params):
+        for row in connection.execute(statement, params):
             if row[0] == 0:
                 current[(row[1], row[2])] = _Current(row)
             elif row[3] is not None:
@@ -583,7 +624,7 @@ class FhirResourceRepository:
             for k, found in tokens.items()
             for p, s, v in sorted(found)
         ]
-        insert_rows(connection, [(_HIST, history), (_RES, inserts), (_TOKEN, token_rows)])
+        _insert(self, connection, [(_HIST, history), (_RES, inserts), (_TOKEN, token_rows)])
 
     def delete(self, resource_type: str, resource_id: str) -> ResourceWrite | None:
         """Delete the current version: it moves to history, followed by a tombstone version."""

@@ -136,7 +136,7 @@ class FhirSearchTokenRow(SQLModel, table=True):
 
     __tablename__ = "fhir_search_token"
     __table_args__ = (
-        sa.Index("ix_fhir_search_token_value", "param", "system", "value"),
+        # (param, system, value) was dropped in migration 0008: every token search names its type
         sa.Index("ix_fhir_search_token_type_value", "resource_type", "param", "value"),
         # one patient's tokens side by side: Observation?patient=&code= reads a leaf page or two
         # instead of probing the primary key once per Observation of the patient (0007)

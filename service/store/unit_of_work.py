@@ -7,7 +7,9 @@ their FHIR resources with history and tokens, outbox rows, idempotency responses
         uow.outbox.append(...)
         uow.commit()
 
-Leaving the block without `commit()` (or through an exception) rolls everything back. The
+Leaving the block without `commit()` (or through an exception) rolls everything back.
+INSERTs are written behind (service/store/write_behind.py): queued, and sent as one statement
+at commit or before any other statement of the transaction. The
 same object can be entered again for a new transaction (use cases retry once on a
 concurrent-write conflict). `now` is fixed for the transaction, so every resource written
 together carries the same `meta.lastUpdated`.
@@ -19,7 +21,7 @@ import abc
 import datetime as dt
 from typing import Callable, Self
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -27,6 +29,7 @@ from .coverage_repository import CoverageRepository
 from .fhir_search import FhirSearchRepository
 from .outbox import Outbox
 from .repository import FhirResourceRepository, IdempotencyRepository, RecordRepository
+from .write_behind import PendingInserts, attach, detach
 
 Clock = Callable[[], dt.datetime]
 
@@ -80,12 +83,14 @@ class SqlUnitOfWork(UnitOfWork):
         if moment.tzinfo is None:
             raise ValueError("the clock must return timezone-aware datetimes")
         self.now = moment.astimezone(dt.timezone.utc).replace(microsecond=moment.microsecond // 1000 * 1000)
-        self._session = Session(self._engine, expire_on_commit=False, autoflush=True)
+        self._pending = PendingInserts()
+        self._session = _WriteBehindSession(self._engine, expire_on_commit=False, autoflush=True)
+        self._session.info[_PENDING] = self._pending
         if self._engine.dialect.name == "sqlite" and self._write:
             self._session.connection(execution_options={"sqlite_begin": "immediate"})
-        self.records = RecordRepository(self._session, self._transaction_now)
-        self.resources = FhirResourceRepository(self._session, self._transaction_now)
-        self.outbox = Outbox(self._session, self._transaction_now, batched=True)
+        self.records = RecordRepository(self._session, self._transaction_now, self._pending)
+        self.resources = FhirResourceRepository(self._session, self._transaction_now, self._pending)
+        self.outbox = Outbox(self._session, self._transaction_now, batched=True, write_behind=self._pending)
         self.idempotency = IdempotencyRepository(self._session, self._transaction_now)
         self.search = FhirSearchRepository(self._session)
         self.coverage = CoverageRepository(self._session, self._transaction_now)
@@ -96,6 +101,8 @@ class SqlUnitOfWork(UnitOfWork):
         if session is None:
             return
         self.outbox.discard()
+        self._pending.discard()
+        _unwatch(session)
         try:
             session.rollback()  # no-op after commit; discards anything uncommitted
         finally:
@@ -107,7 +114,10 @@ class SqlUnitOfWork(UnitOfWork):
         if self._session is None:
             raise RuntimeError("unit of work is not open")
         try:
-            self.outbox.flush()  # the transaction's outbox rows, one statement
+            self.outbox.flush()  # the transaction's outbox rows join the write-behind
+            connection = self._session.connection()
+            self._pending.flush(connection)  # every INSERT of the transaction, one statement
+            _unwatch(self._session)
             self._session.commit()
         except IntegrityError as error:
             raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
@@ -115,7 +125,29 @@ class SqlUnitOfWork(UnitOfWork):
     def rollback(self) -> None:
         if self._session is not None:
             self.outbox.discard()
+            self._pending.discard()
+            _unwatch(self._session)
             self._session.rollback()
+
+
+_PENDING, _WATCH = "pending_inserts", "pending_watch"
+
+
+class _WriteBehindSession(Session):
+    """The unit of work's Session: each transaction it begins watches its connection for the
+    unit of work's pending INSERTs (service/store/write_behind.py) until commit or rollback,
+    so the pooled connection never carries them to another transaction."""
+
+
+@event.listens_for(_WriteBehindSession, "after_begin")
+def _watch(session: Session, _transaction: object, connection: object) -> None:
+    session.info[_WATCH] = attach(connection, session.info[_PENDING])  # type: ignore[arg-type]
+
+
+def _unwatch(session: Session) -> None:
+    handle = session.info.pop(_WATCH, None)
+    if handle is not None:
+        detach(handle, session.info[_PENDING])
 
 
 def _is_lock_conflict(exc: BaseException | None) -> bool:

@@ -336,12 +336,18 @@ def _write(
     `found` the records read for the reference check (the clinic among them)."""
     clinic = _clinic_of(uow, record, found)
     resources = _map(record, clinic, uow.now)
-    stored = uow.records.save(
-        kind, record.clinic_id, record.id, patient_key=getattr(record, "patient_id", None), data=data, current=existing
-    )
+
+    def save_record() -> StoredRecord:
+        return uow.records.save(
+            kind, record.clinic_id, record.id, patient_key=getattr(record, "patient_id", None), data=data,
+            current=existing,
+        )
+
     source = (kind, record.clinic_id, record.id)
     items = [ResourceInput(resource, record.clinic_id, source) for resource in resources]
+    stored = None
     if isinstance(record, QuestionnaireAnswers) and record.instrument in OUTCOME_INSTRUMENTS:
+        stored = save_record()  # the outcome trajectory reads the patient's scores, this one included
         items += [
             ResourceInput(resource, record.clinic_id, outcome_source)
             for resource, outcome_source in _outcome_resources(uow, record, clinic, outcome_rules)
@@ -349,6 +355,10 @@ def _write(
     # one batch: every resource (a new version only when its content changed), then the
     # resources this record produced before but no longer does (e.g. a vital sign removed)
     batch = uow.resources.save_many(items, prune_source=source)
+    if stored is None:
+        # queued after the batch's read of the resources' state, so that every INSERT of the
+        # write goes out together at commit (service/store/write_behind.py)
+        stored = save_record()
     refs = [
         ResourceRef(write.resource_type, write.id, write.version_id)
         for write, item in zip(batch.writes, items)
