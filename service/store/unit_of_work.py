@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from typing import Callable, Self
+from typing import Any, Callable, Self
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -84,7 +84,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise ValueError("the clock must return timezone-aware datetimes")
         self.now = moment.astimezone(dt.timezone.utc).replace(microsecond=moment.microsecond // 1000 * 1000)
         self._pending = PendingInserts()
-        self._session = _WriteBehindSession(self._engine, expire_on_commit=False, autoflush=True)
+        self._session = _WriteBehindSession(_bind_for(self._engine), expire_on_commit=False, autoflush=True)
         self._session.info[_PENDING] = self._pending
         if self._engine.dialect.name == "sqlite" and self._write:
             self._session.connection(execution_options={"sqlite_begin": "immediate"})
@@ -116,8 +116,10 @@ class SqlUnitOfWork(UnitOfWork):
         try:
             self.outbox.flush()  # the transaction's outbox rows join the write-behind
             connection = self._session.connection()
-            self._pending.flush(connection)  # every INSERT of the transaction, one statement
             _unwatch(self._session)
+            # every INSERT of the transaction, one statement: on PostgreSQL, when nothing else
+            # was written, it runs on its own (atomic by itself) and commit sends nothing
+            self._pending.flush(connection)
             self._session.commit()
         except IntegrityError as error:
             raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
@@ -140,8 +142,21 @@ class _WriteBehindSession(Session):
 
 
 @event.listens_for(_WriteBehindSession, "after_begin")
-def _watch(session: Session, _transaction: object, connection: object) -> None:
-    session.info[_WATCH] = attach(connection, session.info[_PENDING])  # type: ignore[arg-type]
+def _watch(session: Session, _transaction: object, connection: Any) -> None:
+    lazy = connection.dialect.name == "postgresql"
+    session.info[_WATCH] = attach(connection, session.info[_PENDING], lazy_begin=lazy)
+
+
+def _bind_for(engine: Engine) -> Engine:
+    """What a unit of work's Session is bound to: on PostgreSQL the engine in autocommit mode
+    (made once, kept on the engine), its transaction begun on the first write (lazy BEGIN,
+    service/store/write_behind.py)."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    bind = engine.__dict__.get("_service_autocommit")
+    if bind is None:
+        bind = engine.__dict__["_service_autocommit"] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return bind
 
 
 def _unwatch(session: Session) -> None:

@@ -1,4 +1,5 @@
-"""Write-behind of a unit of work's INSERTs: `PendingInserts`.
+"""Write-behind of a unit of work's INSERTs (`PendingInserts`) and, on PostgreSQL, its
+transaction begun only when it first writes (`attach(..., lazy_begin=True)`).
 
 A session write inserts into six tables (record, record_version, fhir_resource and its history,
 fhir_search_token, outbox). Sent as they are produced, that is three INSERT statements, each a
@@ -11,6 +12,13 @@ other statement executed on it - a read, an UPDATE, an ORM flush - first sends t
 `before_execute` listener on the engine), so statements still take effect in the order the
 code issued them. Constraint violations surface at that point or at commit, and the unit of
 work turns them into a retry (ConcurrentWriteError) as before.
+
+Lazy BEGIN (PostgreSQL): the unit of work's connection runs in autocommit mode, and the
+listener sends BEGIN before the first statement that is not a plain SELECT. Reads before it
+run as they would in the transaction (READ COMMITTED takes a snapshot per statement either
+way; no SELECT here locks rows); a write that is a single statement at commit - the common
+case, everything queued here - is atomic on its own and needs neither BEGIN nor COMMIT (two
+round trips saved); anything more runs inside one transaction as before.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from sqlalchemy import event
 
 from . import repository
 
-_KEY = "service.pending_inserts"
+WATCH_KEY = "service.pending_inserts"
+"""Where a watched connection's info dictionary holds its unit of work's queue."""
 
 
 class PendingInserts:
@@ -62,24 +71,61 @@ def _merged(batches: list[tuple[sa.Table, list[dict]]]) -> list[tuple[sa.Table, 
     return list(merged.values())
 
 
-def attach(connection: sa.Connection, pending: PendingInserts) -> dict:
-    """Send `pending` before any other statement executed on `connection` until `detach`
-    with the returned handle (the connection's info dictionary, which outlives the Connection)."""
+class _Watch:
+    __slots__ = ("pending", "lazy_begin")
+
+    def __init__(self, pending: PendingInserts, lazy_begin: bool) -> None:
+        self.pending = pending
+        self.lazy_begin = lazy_begin
+
+
+def attach(connection: sa.Connection, pending: PendingInserts, *, lazy_begin: bool = False) -> dict:
+    """Send `pending` before any other statement executed on `connection` until `detach` with
+    the returned handle (the connection's info dictionary, which outlives the Connection).
+    `lazy_begin`: the connection is in autocommit mode (PostgreSQL); BEGIN goes out before
+    the first statement that is not a plain SELECT."""
     engine = connection.engine
-    if not event.contains(engine, "before_execute", _flush_first):
-        event.listen(engine, "before_execute", _flush_first)
+    if not event.contains(engine, "before_execute", _before_execute):
+        event.listen(engine, "before_execute", _before_execute)
     info = connection.info
-    info[_KEY] = pending
+    info[WATCH_KEY] = _Watch(pending, lazy_begin)
     return info
 
 
 def detach(handle: dict, pending: PendingInserts) -> None:
-    """Stop watching for `pending` (before the connection goes back to the pool)."""
-    if handle.get(_KEY) is pending:
-        del handle[_KEY]
+    """Stop watching for `pending` (before the final flush, and before the connection goes
+    back to the pool)."""
+    watch = handle.get(WATCH_KEY)
+    if watch is not None and watch.pending is pending:
+        del handle[WATCH_KEY]
 
 
-def _flush_first(connection: sa.Connection, *_: Any) -> None:
-    pending = connection.info.get(_KEY)
-    if pending:
-        pending.flush(connection)
+def begin_if_idle(connection: sa.Connection) -> None:
+    """BEGIN on an autocommit PostgreSQL connection outside a transaction (psycopg then sends
+    COMMIT or ROLLBACK on the DBAPI commit/rollback, as the server is in a transaction)."""
+    driver: Any = connection.connection.driver_connection
+    if driver.info.transaction_status == driver.info.transaction_status.IDLE:
+        driver.execute("BEGIN")
+
+
+def is_plain_read(statement: Any) -> bool:
+    """A SELECT that takes no row locks (text or Core)."""
+    if isinstance(statement, str):
+        text = statement
+    elif getattr(statement, "is_select", False) and not isinstance(statement, sa.TextClause):
+        return getattr(statement, "_for_update_arg", None) is None
+    elif isinstance(statement, sa.TextClause) or hasattr(statement, "text"):
+        text = statement.text
+    else:
+        return False
+    head = text.lstrip()[:6].upper()
+    return head == "SELECT" and " FOR " not in text.upper()
+
+
+def _before_execute(connection: sa.Connection, statement: Any, *_: Any) -> None:
+    watch = connection.info.get(WATCH_KEY)
+    if watch is None:
+        return
+    if watch.lazy_begin and (watch.pending or not is_plain_read(statement)):
+        begin_if_idle(connection)
+    watch.pending.flush(connection)

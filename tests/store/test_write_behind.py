@@ -1,7 +1,9 @@
 """The unit of work's write-behind (service/store/write_behind.py) on every backend: queued
 INSERTs are visible to every later statement of their transaction (reads, updates, ORM
 flushes), leave with a rollback, never reach another transaction through the pooled
-connection, and keep their order (outbox sequence)."""
+connection, and keep their order (outbox sequence). On PostgreSQL, the lazy BEGIN: a write
+that is one statement at commit sends no BEGIN, one that is more runs in a transaction (an
+injected failure after an UPDATE leaves the row as it was)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import sqlalchemy as sa
 
 from service.store import SqlUnitOfWork
 from service.store.repository import ResourceInput
-from service.store.write_behind import PendingInserts, _merged
+from service.store import write_behind
+from service.store.write_behind import WATCH_KEY, _merged, is_plain_read
 
 NOW = dt.datetime(2026, 3, 2, 14, 0, 0, 123000, tzinfo=dt.timezone.utc)
 
@@ -58,8 +61,8 @@ def test_rolled_back_rows_are_gone_and_do_not_follow_the_pooled_connection(engin
     with engine.connect() as connection:
         keys = {r[0] for r in connection.execute(sa.text("SELECT key FROM record WHERE clinic_id = 'c-1'"))}
         assert "p-gone" not in keys and "p-kept" in keys
-        # a plain statement on a pooled connection after the units of work finds nothing queued
-        assert not any(isinstance(v, PendingInserts) for v in connection.info.values())
+        # a pooled connection carries no queue once its units of work are done
+        assert WATCH_KEY not in connection.info
 
 
 def test_outbox_rows_queued_with_resources_keep_their_order(engine) -> None:
@@ -78,3 +81,52 @@ def test_batches_of_one_table_are_merged_in_order() -> None:
     b = sa.Table("b", metadata, sa.Column("y", sa.Integer))
     merged = _merged([(a, [{"x": 1}]), (b, [{"y": 1}]), (a, [{"x": 2}, {"x": 3}])])
     assert [(t.name, [list(r.values())[0] for r in rows]) for t, rows in merged] == [("a", [1, 2, 3]), ("b", [1])]
+
+
+def _begins(monkeypatch) -> list[bool]:
+    """Records, per `begin_if_idle` call, whether a BEGIN went out (the server was idle)."""
+    sent: list[bool] = []
+    real = write_behind.begin_if_idle
+
+    def spy(connection: sa.Connection) -> None:
+        driver = connection.connection.driver_connection
+        sent.append(driver.info.transaction_status == driver.info.transaction_status.IDLE)
+        real(connection)
+
+    monkeypatch.setattr(write_behind, "begin_if_idle", spy)
+    return sent
+
+
+def test_postgresql_a_single_statement_write_sends_no_begin_and_more_runs_in_one_transaction(engine, monkeypatch) -> None:
+    if engine.dialect.name != "postgresql":
+        return  # SQLite takes its write lock with BEGIN IMMEDIATE up front
+    sent = _begins(monkeypatch)
+    with SqlUnitOfWork(engine, clock) as uow:
+        uow.records.get("patients", "c-2", "p-9")  # a read: no transaction needed
+        uow.resources.save_many([ResourceInput(observation("o-9"), "c-2")])  # reads state, queues
+        uow.records.save("patients", "c-2", "p-9", patient_key="p-9", data={"id": "p-9"}, current=None)
+        uow.commit()
+    assert not any(sent)  # everything went out as one INSERT, atomic on its own
+    with SqlUnitOfWork(engine, clock) as uow:
+        uow.records.save("patients", "c-2", "p-8", patient_key="p-8", data={"id": "p-8"}, current=None)
+        assert uow.records.get("patients", "c-2", "p-8") is not None  # the read sends the queue first...
+        uow.resources.save_many([ResourceInput(observation("o-8"), "c-2")])
+        uow.commit()
+    assert sent.count(True) == 1  # ...inside a transaction, which the later INSERT joins
+    with SqlUnitOfWork(engine, clock) as uow:
+        current = uow.records.get("patients", "c-2", "p-9")
+        uow.records.save("patients", "c-2", "p-9", patient_key="p-9", data={"id": "p-9", "v": 2}, current=current)
+        uow.resources.save_many([ResourceInput(observation("o-10"), "c-2")])
+        uow.commit()
+    assert sent.count(True) == 2  # the UPDATE began the transaction the INSERT joined
+    with SqlUnitOfWork(engine, clock, write=False) as uow:
+        assert uow.records.get("patients", "c-2", "p-9").version == 2
+        assert uow.resources.read("Observation", "o-10") is not None
+
+
+def test_plain_reads_are_told_from_writes() -> None:
+    table = sa.table("t", sa.column("a"))
+    assert is_plain_read(sa.select(table.c.a)) and is_plain_read("SELECT 1") and is_plain_read(sa.text(" select a from t"))
+    assert not is_plain_read(sa.select(table.c.a).with_for_update())
+    assert not is_plain_read(sa.text("SELECT a FROM t FOR UPDATE SKIP LOCKED"))
+    assert not is_plain_read(sa.insert(table)) and not is_plain_read(sa.update(table)) and not is_plain_read("WITH w AS (INSERT ...) SELECT 1")
