@@ -23,7 +23,7 @@ from starlette.responses import Response
 from ..domain.records import RECORD_KINDS, RecordKind
 from ..usecases import PutMode, WriteStatus, get_record, list_records, preview_fhir, put_record
 from ..auth.roles import Action
-from .deps import ServicesDep, json_response
+from .deps import json_response, services_of
 from .limits import read_json_object
 from .problems import problem_responses
 from .routing import GatedRouter
@@ -86,7 +86,8 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
     kind, name = spec.name, snake(spec.name)
     tag = kind
 
-    async def put_one(request: Request, key: KeyPath, services: ServicesDep) -> Response:
+    async def put_one(request: Request, key: KeyPath) -> Response:
+        services = services_of(request)
         payload = _tenanted(request, await read_json_object(request), kind, key)
         result = await in_thread(
             put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key,
@@ -94,7 +95,8 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
         )
         return _written(result)
 
-    async def create_one(request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> Response:
+    async def create_one(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
+        services = services_of(request)
         payload = _tenanted(request, await read_json_object(request), kind, None)
         result = await in_thread(
             put_record, services.uow(), kind, payload, idempotency_key, mode=PutMode.CREATE,
@@ -102,26 +104,28 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
         )
         return _written(result)
 
-    async def get_one(request: Request, key: KeyPath, services: ServicesDep, clinic_id: ClinicQuery = None) -> Response:
+    async def get_one(request: Request, key: KeyPath, clinic_id: ClinicQuery = None) -> Response:
+        services = services_of(request)
         clinic = tenant(request, clinic_id if clinic_id is not None or kind != "clinics" else key, required=False)
         view = await in_thread(get_record, services.uow(), kind, key, clinic)
         return json_response(view.document())
 
     async def list_many(
         request: Request,
-        services: ServicesDep,
         clinic_id: ClinicQuery = None,
         patient_id: Annotated[str | None, Query(description="Only this patient's records", pattern=KEY_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")] = DEFAULT_PAGE,
         cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the previous page")] = None,
     ) -> Response:
         clinic = tenant(request, clinic_id, required=False)
+        services = services_of(request)
         page = await in_thread(
             list_records, services.uow(), kind, clinic_id=clinic, patient_id=patient_id, limit=limit, cursor=cursor
         )
         return json_response(page.document())
 
-    async def preview(request: Request, services: ServicesDep) -> Response:
+    async def preview(request: Request) -> Response:
+        services = services_of(request)
         payload = _tenanted(request, await read_json_object(request), kind, None)
         resources = await in_thread(preview_fhir, kind, payload, None, services.uow_factory)
         bundle = {
