@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -111,10 +112,11 @@ def main() -> None:
         asyncio.run(drive(api_url, warm, args.concurrency, headers))
         asyncio.run(drive(echo_url, warm, args.concurrency, headers))
         analyze(url)
-        pg_pids = postgres_pids(url)
         # interleaved rounds (session, echo, session, echo, ...): a slow spell of this shared
         # machine then hits both sides of a round, and the ratio is the median round's
-        api_cpu, echo_cpu = CpuMeter([procs[0].pid], pg_pids), CpuMeter([procs[1].pid], [])
+        cluster = url_dir(url)
+        api_cpu = CpuMeter(lambda: with_children(procs[0].pid), lambda: postgres_pids(cluster))
+        echo_cpu = CpuMeter(lambda: with_children(procs[1].pid), None)
         api_lat, echo_lat, api_err, echo_err, api_rates, echo_rates = [], [], 0, 0, [], []
         size = len(measured) // args.rounds
         for index in range(args.rounds):
@@ -184,23 +186,27 @@ def _cpu_seconds(pid: int) -> float:
 
 class CpuMeter:
     """CPU time of the server process(es), of PostgreSQL's processes and of this process, summed
-    over the phases measured (`with meter:` around each)."""
+    over the phases measured (`with meter:` around each). The process lists are taken again at
+    each phase's start and end, so a backend or worker started during a phase is counted too."""
 
-    def __init__(self, server_pids: list[int], pg_pids: list[int]) -> None:
+    def __init__(self, server_pids: Callable[[], list[int]], pg_pids: Callable[[], list[int]] | None) -> None:
         self.server_pids, self.pg_pids = server_pids, pg_pids
         self.used = (0.0, 0.0, 0.0)
         self.per_request: tuple[float, float, float] | None = None
 
-    def _now(self) -> tuple[float, float, float]:
-        return (sum(_cpu_seconds(p) for p in self.server_pids), sum(_cpu_seconds(p) for p in self.pg_pids),
-                time.process_time())
+    def _snapshot(self) -> tuple[dict[int, float], dict[int, float], float]:
+        pg = {p: _cpu_seconds(p) for p in self.pg_pids()} if self.pg_pids else {}
+        return {p: _cpu_seconds(p) for p in self.server_pids()}, pg, time.process_time()
 
     def __enter__(self) -> "CpuMeter":
-        self._start = self._now()
+        self._start = self._snapshot()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.used = tuple(u + (b - a) for u, a, b in zip(self.used, self._start, self._now()))  # type: ignore[assignment]
+        end = self._snapshot()
+        server = sum(t - self._start[0].get(p, 0.0) for p, t in end[0].items())
+        pg = sum(t - self._start[1].get(p, 0.0) for p, t in end[1].items())
+        self.used = (self.used[0] + server, self.used[1] + pg, self.used[2] + end[2] - self._start[2])
 
     def stop(self, requests: int) -> None:
         self.per_request = tuple(u * 1000 / requests for u in self.used)  # type: ignore[assignment]
@@ -222,15 +228,20 @@ def budget_note(api_cpu: CpuMeter, echo_rate: float) -> str:
             f"for server, PostgreSQL and client together; a session write used {used:.2f} ms")
 
 
-def postgres_pids(url: str) -> list[int]:
-    """The postmaster of the throwaway cluster at `url` and its children (backends, writers)."""
-    directory = url_dir(url)
+def with_children(pid: int) -> list[int]:
+    """A server process and its worker processes (uvicorn --workers N runs them as children;
+    their CPU time reaches the parent only when they exit)."""
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid, *(int(c) for c in children)]
+
+
+def postgres_pids(directory: str) -> list[int]:
+    """The postmaster of the throwaway cluster in `directory` and its children (backends, writers)."""
     try:
         postmaster = int(Path(directory, "data", "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return []
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True).stdout.split()
-    return [postmaster, *(int(c) for c in children)]
+    return with_children(postmaster)
 
 
 def analyze(url: str) -> None:
