@@ -26,10 +26,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from .offload import in_thread
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .offload import in_thread
 from ..auth import Principal
 from ..auth.roles import Action
 from ..store.audit import AuditQuery, AuditRecord

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from .offload import in_thread
 from starlette.responses import Response
 
+from .offload import in_thread
 from .deps import ServicesDep, json_response
 from .schemas import Health
 

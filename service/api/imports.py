@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
-from .offload import in_thread
 from starlette.responses import Response
 
+from .offload import in_thread
 from ..usecases import import_rows, parse_rows
 from ..usecases.records import record_kind
 from .deps import ServicesDep, json_response

@@ -1,6 +1,6 @@
 """Blocking work (database transactions, signature checks) off the event loop: `in_thread`.
 
-Starlette's `in_thread` goes through anyio (a capacity limiter, a cancel scope and
+Starlette's `run_in_threadpool` goes through anyio (a capacity limiter, a cancel scope and
 run-variables per call); profiling the session write (docs/decisions/0011) put that hop at
 about 6 % of the server's CPU. `in_thread` hands the call to a plain thread pool of the same
 size (anyio's default: 40 threads) with the caller's context variables, as anyio does.

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from .offload import in_thread
 from starlette.responses import Response
 
+from .offload import in_thread
 from ..coverage.packet import Packet, build_packet, packet_pdf_bytes, read_packet
 from .deps import ServicesDep, json_response
 from .problems import problem_responses

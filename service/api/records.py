@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from .offload import in_thread
 from starlette.responses import Response
 
+from .offload import in_thread
 from ..domain.records import RECORD_KINDS, RecordKind
 from ..usecases import PutMode, WriteStatus, get_record, list_records, preview_fhir, put_record
 from ..auth.roles import Action

@@ -31,13 +31,13 @@ from typing import Callable
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from .offload import in_thread
 from ..auth import AuthError, AuthSettings, Principal, require_role
 from ..auth.errors import forbidden, unauthorized
 from ..auth.fastapi import auth_error_response, www_authenticate
 from ..auth.roles import Action, Role
 from ..auth.token_cache import VerifiedTokenCache
 from ..auth.tokens import disabled_principal, validate_token
-from .offload import in_thread
 from .problems import PROBLEM_BASE, problem
 
 FHIR_PREFIX = "/fhir"

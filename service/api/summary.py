@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from .offload import in_thread
 from starlette.responses import Response
 
+from .offload import in_thread
 from ..usecases import course_summary
 from .deps import ServicesDep, json_response
 from .problems import problem_responses

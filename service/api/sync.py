@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from .offload import in_thread
 from starlette.responses import PlainTextResponse, Response
 
+from .offload import in_thread
 from ..store.sync_repository import STATUSES, StatusQuery, SyncStore
 from ..sync.admin import SyncAdmin
 from ..sync.errors import PermanentError, TemporaryError

@@ -8,9 +8,9 @@ import email.utils
 from typing import Any, Callable, TypeVar
 
 from fastapi import Request
-from ..offload import in_thread
 from starlette.responses import Response
 
+from ..offload import in_thread
 from ...usecases import Services
 from ...usecases.fhir_errors import FhirError
 from ...usecases.fhir_read import ResourceVersion, read_uow
