@@ -51,29 +51,34 @@ def test_entries_age_out_and_the_cache_is_bounded(settings: AuthSettings, jwks: 
     assert cache.principal(tokens[2], settings) is None  # verified again after max_age_seconds
 
 
+def _remembered(settings: AuthSettings, jwks: dict, rsa_key: SigningKey, lifetime: int):
+    """A cache (on a controllable clock) holding one verified token that lives `lifetime` s."""
+    clock = Clock(NOW)
+    cache = VerifiedTokenCache(clock=clock)
+    token = sign(rsa_key, base_claims(exp=NOW + lifetime))
+    principal = validate_token(token, settings, keys=StaticJwks(jwks), now=NOW)
+    cache.remember(token, principal, settings)
+    return clock, cache, token, principal
+
+
+def _refused(cache: VerifiedTokenCache, token: str, settings: AuthSettings) -> int:
+    with pytest.raises(AuthError) as refused:
+        cache.principal(token, settings)
+    return refused.value.status
+
+
 def test_a_hit_under_the_same_settings_reuses_the_principal_and_still_checks_expiry(
     settings: AuthSettings, jwks: dict, rsa_key: SigningKey
 ) -> None:
-    clock = Clock(NOW)
-    cache = VerifiedTokenCache(clock=clock)
-    token = sign(rsa_key, base_claims(exp=NOW + 60))
-    principal = validate_token(token, settings, keys=StaticJwks(jwks), now=NOW)
-    cache.remember(token, principal, settings)
+    clock, cache, token, principal = _remembered(settings, jwks, rsa_key, 60)
     assert cache.principal(token, settings) is principal  # nothing rebuilt
     clock.now = NOW + 60 + settings.clock_skew_seconds
-    with pytest.raises(AuthError) as refused:
-        cache.principal(token, settings)
-    assert refused.value.status == 401
+    assert _refused(cache, token, settings) == 401
 
 
 def test_a_hit_under_other_settings_checks_every_claim_again(
     settings: AuthSettings, jwks: dict, rsa_key: SigningKey
 ) -> None:
-    clock = Clock(NOW)
-    cache = VerifiedTokenCache(clock=clock)
-    token = sign(rsa_key, base_claims(exp=NOW + 600))
-    cache.remember(token, validate_token(token, settings, keys=StaticJwks(jwks), now=NOW), settings)
+    _, cache, token, _ = _remembered(settings, jwks, rsa_key, 600)
     other_audience = settings.model_copy(update={"audience": ["https://elsewhere.example/fhir"]})
-    with pytest.raises(AuthError) as refused:
-        cache.principal(token, other_audience)  # the audience no longer matches
-    assert refused.value.status == 401
+    assert _refused(cache, token, other_audience) == 401  # the audience no longer matches
