@@ -60,6 +60,36 @@ def _connection_of(repository: Any) -> sa.Connection:
     return connection
 
 
+def driver_execute(connection: sa.Connection, statement: str, params: Mapping[str, Any], *, fetch: bool = False) -> list[tuple]:
+    """Run one PostgreSQL statement (`%(name)s` placeholders) on the DBAPI connection itself.
+
+    For the write path's three statements (records read, resources' state read, the batched
+    INSERT) SQLAlchemy's execution path - execution context, result proxy, event dispatch -
+    cost about as much client CPU as psycopg's own work (docs/decisions/0011, item 15). What
+    that path would do is kept: the unit of work's write-behind hook runs first (pending
+    INSERTs go out, lazy BEGIN before a write), a driver error comes back as SQLAlchemy's
+    exception (IntegrityError stays a retry for the unit of work), a broken connection is
+    invalidated so the pool does not hand it out again, and `before_cursor_execute` listeners
+    still see the statement (with no execution context)."""
+    from .write_behind import before_statement
+
+    before_statement(connection, statement)
+    driver: Any = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor:
+            if connection._has_events or connection.engine._has_events:  # statement counters, tracing
+                connection.dispatch.before_cursor_execute(connection, cursor, statement, params, None, False)
+            cursor.execute(statement, params)
+            return cursor.fetchall() if fetch else []
+    except driver.Error as error:
+        invalidated = bool(driver.broken)
+        if invalidated:
+            connection.invalidate(error)
+        raise sa.exc.DBAPIError.instance(
+            statement, params, error, driver.Error, hide_parameters=True, connection_invalidated=invalidated,
+        ) from error
+
+
 # --------------------------------------------------------------------------- bulk insert
 
 _PG_TYPES: tuple[tuple[type, str], ...] = (
@@ -128,7 +158,7 @@ def insert_rows(connection: sa.Connection, batches: Sequence[tuple[sa.Table, Seq
         if binary_columns[i]:
             rows = [_text_bytes(row, binary_columns[i]) for row in rows]
         params[f"p{i}"] = orjson.dumps(rows).decode()
-    connection.exec_driver_sql(statement, params)
+    driver_execute(connection, statement, params)
 
 
 def _text_bytes(row: dict, names: tuple[str, ...]) -> dict:
@@ -176,12 +206,13 @@ _SELECT_RECORDS = sa.select(*_RECORD_COLUMNS).where(
 # IN list above becomes an OR of conjunctions, and on a table not yet analysed the planner
 # scanned the clinic index instead - every record of the clinic, on every write.) Constant
 # SQL text, so psycopg prepares it once per connection.
-_SELECT_RECORDS_PG = sa.text(
+# SQL for the driver (driver_execute: psycopg placeholders).
+_SELECT_RECORDS_PG = (
     "SELECT r.kind, r.clinic_id, r.key, r.patient_key, r.data, r.version, r.content_hash, r.created_at, r.updated_at "
-    "FROM unnest(CAST(:kinds AS text[]), CAST(:clinics AS text[]), CAST(:keys AS text[])) AS k(kind, clinic_id, key) "
+    "FROM unnest(CAST(%(kinds)s AS text[]), CAST(%(clinics)s AS text[]), CAST(%(keys)s AS text[])) AS k(kind, clinic_id, key) "
     "CROSS JOIN LATERAL (SELECT * FROM record WHERE record.kind = k.kind AND record.clinic_id = k.clinic_id "
     "AND record.key = k.key) AS r"
-).columns(*_RECORD_COLUMNS)
+)
 _SELECT_RECORD = sa.select(*_RECORD_COLUMNS).where(
     _REC.c.kind == sa.bindparam("kind"), _REC.c.clinic_id == sa.bindparam("clinic_id"), _REC.c.key == sa.bindparam("key")
 )
@@ -228,7 +259,7 @@ class RecordRepository:
         connection = self._connection()
         if connection.dialect.name == "postgresql":
             kinds, clinics, names = (list(column) for column in zip(*wanted))
-            rows = connection.execute(_SELECT_RECORDS_PG, {"kinds": kinds, "clinics": clinics, "keys": names})
+            rows = driver_execute(connection, _SELECT_RECORDS_PG, {"kinds": kinds, "clinics": clinics, "keys": names}, fetch=True)
         else:
             rows = connection.execute(_SELECT_RECORDS, {"keys": wanted})
         for row in rows:
@@ -413,20 +444,18 @@ _PG_CURRENT = (
     "SELECT 0 AS what, r.resource_type, r.id, r.version_id, r.last_updated, r.json, r.content_hash, r.patient_id, "
     "r.clinic_id, r.source_kind, r.source_clinic_id, r.source_key FROM {source} "
 )
-_PG_KEYS = "unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(resource_type, id)"
+_PG_KEYS = "unnest(CAST(%(types)s AS text[]), CAST(%(ids)s AS text[])) AS k(resource_type, id)"
 _PG_BY_KEY = _PG_CURRENT.format(source=f"{_PG_KEYS} JOIN fhir_resource r ON r.resource_type = k.resource_type AND r.id = k.id")
 _PG_BY_SOURCE = _PG_CURRENT.format(source="fhir_resource r") + (
-    "WHERE r.source_kind = :source_kind AND r.source_clinic_id = :source_clinic_id AND r.source_key = :source_key"
+    "WHERE r.source_kind = %(source_kind)s AND r.source_clinic_id = %(source_clinic_id)s AND r.source_key = %(source_key)s"
 )
 _PG_NEWEST_HISTORY = (
     "SELECT 1, h.resource_type, h.id, max(h.version_id), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
     f"FROM {_PG_KEYS} JOIN fhir_resource_history h ON h.resource_type = k.resource_type AND h.id = k.id "
     "GROUP BY h.resource_type, h.id"
 )
-_BATCH_STATE_PG = sa.text(f"{_PG_BY_KEY} UNION ALL {_PG_NEWEST_HISTORY}").columns(*_CURRENT_COLUMNS)
-_BATCH_STATE_WITH_SOURCE_PG = sa.text(
-    f"{_PG_BY_KEY} UNION ALL {_PG_BY_SOURCE} UNION ALL {_PG_NEWEST_HISTORY}"
-).columns(*_CURRENT_COLUMNS)
+_BATCH_STATE_PG = f"{_PG_BY_KEY} UNION ALL {_PG_NEWEST_HISTORY}"  # driver_execute SQL
+_BATCH_STATE_WITH_SOURCE_PG = f"{_PG_BY_KEY} UNION ALL {_PG_BY_SOURCE} UNION ALL {_PG_NEWEST_HISTORY}"
 
 _SELECT_RESOURCE = sa.select(*_RESOURCE_COLUMNS).where(
     _RES.c.resource_type == sa.bindparam("resource_type"), _RES.c.id == sa.bindparam("id")
@@ -578,7 +607,8 @@ class FhirResourceRepository:
             statement = _BATCH_STATE if prune_source is None else _BATCH_STATE_WITH_SOURCE
         if prune_source is not None:
             params.update(source_kind=prune_source[0], source_clinic_id=prune_source[1], source_key=prune_source[2])
-        for row in connection.execute(statement, params):
+        rows = driver_execute(connection, statement, params, fetch=True) if isinstance(statement, str) else connection.execute(statement, params)
+        for row in rows:
             if row[0] == 0:
                 current[(row[1], row[2])] = _Current(row)
             elif row[3] is not None:

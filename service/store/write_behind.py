@@ -85,8 +85,8 @@ def attach(connection: sa.Connection, pending: PendingInserts, *, lazy_begin: bo
     `lazy_begin`: the connection is in autocommit mode (PostgreSQL); BEGIN goes out before
     the first statement that is not a plain SELECT."""
     engine = connection.engine
-    if not event.contains(engine, "before_execute", _before_execute):
-        event.listen(engine, "before_execute", _before_execute)
+    if not event.contains(engine, "before_execute", before_statement):
+        event.listen(engine, "before_execute", before_statement)
     info = connection.info
     info[WATCH_KEY] = _Watch(pending, lazy_begin)
     return info
@@ -122,7 +122,10 @@ def is_plain_read(statement: Any) -> bool:
     return head == "SELECT" and " FOR " not in text.upper()
 
 
-def _before_execute(connection: sa.Connection, statement: Any, *_: Any) -> None:
+def before_statement(connection: sa.Connection, statement: Any, *_: Any) -> None:
+    """What runs before every statement on a watched connection (the engine's `before_execute`
+    listener, and `repository.driver_execute` for statements sent to the driver directly):
+    lazy BEGIN before a write, then the pending INSERTs."""
     watch = connection.info.get(WATCH_KEY)
     if watch is None:
         return

@@ -130,3 +130,38 @@ def test_plain_reads_are_told_from_writes() -> None:
     assert not is_plain_read(sa.select(table.c.a).with_for_update())
     assert not is_plain_read(sa.text("SELECT a FROM t FOR UPDATE SKIP LOCKED"))
     assert not is_plain_read(sa.insert(table)) and not is_plain_read(sa.update(table)) and not is_plain_read("WITH w AS (INSERT ...) SELECT 1")
+
+
+def test_postgresql_statements_sent_to_the_driver_keep_the_execution_path_guarantees(engine) -> None:
+    """`repository.driver_execute` (the write path's reads and INSERT on psycopg directly):
+    a queued INSERT still goes out first, driver errors come back as SQLAlchemy's exceptions
+    (an IntegrityError stays a retry for the unit of work), and statement listeners see it."""
+    if engine.dialect.name != "postgresql":
+        return  # SQLite statements go through SQLAlchemy
+    from service.store.repository import driver_execute
+    from service.store.unit_of_work import ConcurrentWriteError
+    import pytest
+
+    seen: list[str] = []
+    listener = lambda conn, cursor, statement, *rest: seen.append(statement)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with SqlUnitOfWork(engine, clock) as uow:
+            uow.records.save("patients", "c-3", "p-1", patient_key="p-1", data={"id": "p-1"}, current=None)
+            connection = uow.records._connection()
+            rows = driver_execute(connection, "SELECT key FROM record WHERE clinic_id = %(c)s", {"c": "c-3"}, fetch=True)
+            assert rows == [("p-1",)]  # the queued INSERT went out before the read
+            with pytest.raises(sa.exc.ProgrammingError):
+                driver_execute(connection, "SELECT no_such_column FROM record", {})
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert any("SELECT key FROM record" in s for s in seen)
+    with SqlUnitOfWork(engine, clock, write=False) as uow:
+        assert uow.records.get("patients", "c-3", "p-1") is None  # left without commit: rolled back
+    with SqlUnitOfWork(engine, clock) as uow:
+        uow.records.save("patients", "c-3", "p-2", patient_key="p-2", data={"id": "p-2"}, current=None)
+        uow.commit()
+    with pytest.raises(ConcurrentWriteError):
+        with SqlUnitOfWork(engine, clock) as uow:  # the same key again: a duplicate in the one INSERT
+            uow.records.save("patients", "c-3", "p-2", patient_key="p-2", data={"id": "p-2"}, current=None)
+            uow.commit()
