@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Field, SQLModel
 
+from .repository import insert_rows
 from .tables import KEY, UTCDateTime
 
 SOURCE_NAME = "ketamine-fhir-service"
@@ -187,7 +188,7 @@ class AuditLog:
                 "json": orjson.dumps(event),
             })
         with self.engine.begin() as connection:
-            connection.execute(sa.insert(_T), rows)
+            insert_rows(connection, [(_T, rows)])  # PostgreSQL: one statement for the whole batch
 
     def _where(self, query: AuditQuery) -> list[Any]:
         c = _T.c

@@ -2,7 +2,9 @@
 
 One date extractor per resource type (the elements FHIR's `date` search parameter uses for
 it), the patient a resource belongs to (`subject`/`patient`/`beneficiary` -> Patient), and the
-token search parameters (code, identifier, category, status, ...) as (param, system, value).
+token search parameters (code, identifier, category, ...) as (param, system, value). `status`
+is not a token: every resource's status is a column of its row (`fhir_resource.status`), and
+`status` searches, `:not` included, are answered from it (docs/decisions/0011, item 16).
 """
 
 from __future__ import annotations
@@ -125,7 +127,6 @@ TOKEN_ELEMENTS: dict[str, tuple[str, ...]] = {
     "code": ("code", "medicationCodeableConcept", "vaccineCode"),
     "category": ("category",),
     "type": ("type",),
-    "status": ("status",),
     "clinical-status": ("clinicalStatus",),
     "verification-status": ("verificationStatus",),
     "gender": ("gender",),

@@ -84,6 +84,8 @@ class SearchSpec:
     ids: tuple[tuple[str, ...], ...] = ()
     patient_ids: tuple[tuple[str, ...], ...] = ()
     statuses: tuple[tuple[str, ...], ...] = ()
+    excluded_statuses: tuple[tuple[str, ...], ...] = ()
+    """`status:not`: rows whose status is none of these (a row without a status matches)."""
     tokens: tuple[TokenFilter, ...] = ()
     dates: tuple[DateFilter, ...] = ()
     clinic_id: str | None = None
@@ -243,6 +245,8 @@ def _where(spec: SearchSpec) -> list[Any]:
         conditions.append(col(R.patient_id).in_(list(patients)))
     for statuses in spec.statuses:
         conditions.append(col(R.status).in_(list(statuses)))
+    for statuses in spec.excluded_statuses:
+        conditions.append(sa.or_(col(R.status).is_(None), col(R.status).not_in(list(statuses))))
     for date in spec.dates:
         conditions.append(sa.or_(*[_date_condition(date.column, m) for m in date.matches]))
     patients = spec.patient_ids[0] if len(spec.patient_ids) == 1 else None

@@ -281,6 +281,7 @@ def parse_search(
     ids: list[tuple[str, ...]] = []
     patients: list[tuple[str, ...]] = []
     statuses: list[tuple[str, ...]] = []
+    excluded_statuses: list[tuple[str, ...]] = []
     tokens: list[TokenFilter] = []
     dates: list[DateFilter] = []
     impossible = False
@@ -375,16 +376,21 @@ def parse_search(
                     if modifier == "not":
                         raise invalid("_id:not is not supported")
                     ids.append(tuple(m.value or "" for m in matches))
-                elif param.target == "status" and modifier == "":
-                    statuses.append(tuple(m.value for m in matches if m.value and not m.system))
-                    if not statuses[-1]:
+                elif param.target == "status":  # the row's status column (status codes have no system here)
+                    codes = tuple(m.value for m in matches if m.value and not m.system)
+                    if modifier == "not":
+                        if codes:
+                            excluded_statuses.append(codes)
+                    elif codes:
+                        statuses.append(codes)
+                    else:
                         impossible = True
                 else:
-                    token_param = "status" if param.target == "status" else param.target.split(":", 1)[1]
-                    tokens.append(TokenFilter(token_param, matches, negate=modifier == "not"))
+                    tokens.append(TokenFilter(param.target.split(":", 1)[1], matches, negate=modifier == "not"))
         kept.append((key, value))
     spec = SearchSpec(
         resource_type=resource_type, ids=tuple(ids), patient_ids=tuple(patients), statuses=tuple(statuses),
+        excluded_statuses=tuple(excluded_statuses),
         tokens=tuple(tokens), dates=tuple(dates), clinic_id=clinic_id, impossible=impossible, sort=tuple(sort),
     )
     return ParsedSearch(spec, count, summary_count, total_mode, includes, cursor, kept, warnings)

@@ -75,6 +75,25 @@ def test_token_identifier_status_category_encounter(fhir, demo) -> None:
     assert ids(bare) == ids(by_encounter)
 
 
+def test_status_and_status_not_read_the_status_column(fhir, demo) -> None:
+    """`status` is answered from the row's status column (no status tokens are stored):
+    `status:not` keeps every other status, several codes OR-ed; a code with a system matches
+    nothing (FHIR status codes are searched without one here), so `:not` with it excludes nothing."""
+    amended = fhir.post("/fhir/Observation", json=new_observation(demo.patient_id, 61, "2031-01-01T10:00:00Z", status="amended"),
+                        headers={"X-Clinic-Id": CLINIC})
+    assert amended.status_code == 201, amended.text
+    amended_id = amended.json()["id"]
+    count = lambda query: fhir.get(f"/fhir/Observation?{query}&_summary=count").json()["total"]  # noqa: E731
+    everything, final = count("_lastUpdated=gt2000-01-01"), count("status=final")
+    assert final > 0 and count("status=amended") == 1
+    assert count("status:not=final") == everything - final
+    assert ids(fhir.get(f"/fhir/Observation?patient={demo.patient_id}&status:not=final&_count=200").json()) == [amended_id]
+    assert count("status:not=final,amended") == everything - final - 1
+    assert count("status=final,amended") == final + 1
+    assert count("status:not=http://hl7.org/fhir/observation-status|final") == everything
+    assert count("status=http://hl7.org/fhir/observation-status|final") == 0
+
+
 def test_date_prefixes_follow_range_semantics(fhir, demo) -> None:
     made = make_observations(fhir, demo.patient_id, ["2030-01-15", "2030-02", "2030-02-10T12:00:00Z", "2030-03-01T00:00:00Z"])
     jan15, feb, feb10, mar1 = made

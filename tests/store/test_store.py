@@ -63,6 +63,47 @@ def test_migrations_upgrade_an_empty_database_to_the_table_layout(database_url: 
         engine.dispose()
 
 
+def test_migration_0009_moves_status_searches_to_the_column_and_back(database_url: str) -> None:
+    """0009 deletes the status tokens an older database holds (the column answers status
+    searches); its downgrade writes them again from the column."""
+    from alembic import command
+
+    from service.store.migrations import alembic_config
+
+    engine = make_engine(database_url)
+
+    def migrate(action, revision: str) -> None:  # type: ignore[no-untyped-def]
+        cfg = alembic_config(engine)
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            action(cfg, revision)
+
+    def status_tokens() -> list[tuple]:
+        with engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(sa.text(
+                "SELECT resource_id, system, value FROM fhir_search_token WHERE param = 'status' ORDER BY resource_id"))]
+
+    try:
+        migrate(command.upgrade, "0008")
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO fhir_resource (resource_type, id, version_id, last_updated, json, content_hash, status) "
+                "VALUES ('Observation', 'o-1', 1, :now, :json, 'h', 'final'), ('Patient', 'p-1', 1, :now, :json, 'h', NULL)"
+            ), {"now": dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc), "json": b"{}"})
+            connection.execute(sa.text(
+                "INSERT INTO fhir_search_token (resource_type, resource_id, param, system, value) "
+                "VALUES ('Observation', 'o-1', 'status', '', 'final'), ('Observation', 'o-1', 'code', 'http://loinc.org', '8867-4')"
+            ))
+        migrate(command.upgrade, "0009")
+        assert status_tokens() == []
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM fhir_search_token")).scalar_one() == 1  # code kept
+        migrate(command.downgrade, "0008")
+        assert status_tokens() == [("o-1", "", "final")]
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.sqlite3'}")
     try:
@@ -144,11 +185,10 @@ def test_search_columns_and_tokens_are_extracted(engine) -> None:
         tokens = set(
             connection.execute(sa.text("SELECT param, system, value FROM fhir_search_token WHERE resource_id = 'obs-1'"))
         )
-    assert row[0:3] == ("p-1", "c-1", "final")
+    assert row[0:3] == ("p-1", "c-1", "final")  # status is the row's column, not a token as well
     assert {tuple(t) for t in tokens} == {
         ("code", "http://loinc.org", "8867-4"),
         ("category", "http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs"),
-        ("status", "", "final"),
         ("identifier", "urn:x", "v-1#hr"),
     }
     with SqlUnitOfWork(engine, write=False) as uow:
