@@ -33,6 +33,7 @@ from .limits import BodyLimitMiddleware
 from .openapi_security import document_security
 from .problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from .security import door, install_security
+from .write_lane import RecordWriteLane
 
 API_PREFIX = "/api/v1"
 TITLE = "Ketamine program FHIR interoperability service"
@@ -93,9 +94,12 @@ def create_app(
     services: Services | None = None,
     extra_routers: Iterable[tuple[str, APIRouter]] = (),
     auth_settings: AuthSettings | None = None,
+    write_lane: bool = True,
 ) -> FastAPI:
     """The service's ASGI app. `services` overrides the composition (tests pass a clock);
-    `auth_settings` the inbound authentication (default: `AuthSettings()` from `AUTH_*`)."""
+    `auth_settings` the inbound authentication (default: `AuthSettings()` from `AUTH_*`);
+    `write_lane=False` leaves record PUTs to FastAPI's routing (service/api/write_lane.py; tests
+    compare the two)."""
     settings = settings or (services.settings if services else get_settings())
     services = services or Services(settings=settings)
     auth_settings = auth_settings or AuthSettings()
@@ -109,6 +113,8 @@ def create_app(
             return settings.max_import_bytes
         return settings.max_record_bytes
 
+    if write_lane:  # PUT /api/v1/<kind>/<key> past FastAPI's routing; innermost, inside the limits below
+        app.add_middleware(RecordWriteLane, fastapi_app=app)
     app.add_middleware(JsonDepthMiddleware)  # JSON nesting <= 64 for every JSON body (inside the size limit)
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     install_problem_handlers(app)  # outermost: turns anything unexpected into a 500 problem

@@ -82,18 +82,24 @@ def _written(result: Any, created_status: int = 201) -> Response:
     return response
 
 
+async def put_one_response(request: Request, kind: str, key: str) -> Response:
+    """`PUT /api/v1/<kind>/<key>` once the door has let the request in: create or update by
+    business key. The route and the write lane (service/api/write_lane.py) both answer with it."""
+    services = services_of(request)
+    payload = _tenanted(request, await read_json_object(request), kind, key)
+    result = await in_thread(
+        put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key,
+        outcome_rules=services.summary_rules.outcome,
+    )
+    return _written(result)
+
+
 def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
     kind, name = spec.name, snake(spec.name)
     tag = kind
 
     async def put_one(request: Request, key: KeyPath) -> Response:
-        services = services_of(request)
-        payload = _tenanted(request, await read_json_object(request), kind, key)
-        result = await in_thread(
-            put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key,
-            outcome_rules=services.summary_rules.outcome,
-        )
-        return _written(result)
+        return await put_one_response(request, kind, key)
 
     async def create_one(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         services = services_of(request)
