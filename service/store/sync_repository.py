@@ -376,7 +376,10 @@ class SyncStore:
             result = self._ingest_once(target, types, batch, gap_timeout)
             if result is not None:
                 return result
-        raise OperationalError("ingest", {}, Exception("the outbox cursor kept moving (another ingester?)"))
+        # the cursor moved under every attempt: another worker is taking these rows in right now.
+        # Its delivery rows are claimable here too, so step back (not caught up: look again
+        # soon) rather than fail the lane - contention between workers is not an error.
+        return IngestResult(0, int(cur.last_seq) if cur is not None else 0, 0, False)
 
     def _ingest_once(self, target: str, types: frozenset[str] | None, batch: int, gap_timeout: float) -> IngestResult | None:
         """Read and work out the batch in a read transaction (outbox rows, gaps, the partition of

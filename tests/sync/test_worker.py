@@ -222,3 +222,22 @@ def test_every_transmission_is_audited_by_the_time_the_worker_returns(engine) ->
     assert sent and all(e["type"]["code"] == "110106" and e["outcome"] == "0" for e in sent)
     entities = {x["what"]["reference"].split("/_history/")[0] for e in sent for x in e["entity"] if "reference" in x["what"]}
     assert entities >= {f"{t}/{i}" for t, i in fake.resources}  # every resource on the target, audited
+
+
+def test_an_ingester_that_keeps_losing_the_cursor_steps_back_instead_of_failing(engine, monkeypatch) -> None:
+    """Two workers ingesting the same outbox: when the cursor moves under every attempt (the
+    other one is taking the rows in), ingest reports nothing taken and not caught up - the
+    lane goes on to claim what the other ingested - rather than raising and crashing the lane;
+    once the cursor stays put, the same store ingests normally."""
+    load_courses(engine, 1)
+    store = SyncStore(engine)
+    moved = []
+
+    def always_moved(*args, **kwargs):  # type: ignore[no-untyped-def]
+        moved.append(1)
+
+    monkeypatch.setattr(store, "_ingest_once", always_moved)
+    result = store.ingest("ehr", None, batch=100, gap_timeout=60)
+    assert (result.rows, result.caught_up) == (0, False) and len(moved) == 5
+    monkeypatch.undo()
+    assert SyncStore(engine).ingest("ehr", None, batch=100_000, gap_timeout=60).rows > 0
