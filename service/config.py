@@ -44,6 +44,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    otel_telemetry: bool = False
+    """FastAPI's OpenTelemetry request spans and metrics (OTEL_TELEMETRY=true), exported by the
+    providers OpenTelemetry's own environment configures. Off by default, so a request does not
+    even look for a provider. Its log records stay off either way: they carry exception
+    messages, which can hold patient data (service/api/app.py, `telemetry_config`)."""
+
     rate_limit_per_minute: int = Field(default=600, ge=0)
     """Requests a minute per client (token subject, else client address); 0 switches it off.
     Over the limit: 429 with Retry-After."""

@@ -152,3 +152,4 @@ def test_the_rate_limit_counts_lane_requests_like_routed_ones(tmp_path, lane_cal
     assert answers[0] == answers[1]
     assert [status for status, _ in answers[0]] == [201, 200, 200, 429, 429]
     assert "retry-after" in answers[0][3][1]
+
