@@ -46,12 +46,20 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     reload: Annotated[bool, typer.Option(help="Reload on code changes (development)")] = False,
+    workers: Annotated[int, typer.Option(
+        min=0, help="Worker processes sharing the port (0: one per CPU core). Each has its own thread pool, "
+        "token cache and audit writer; the database is shared.")] = 1,
 ) -> None:
     """Run the HTTP API (runs the database migrations first)."""
+    import os
+
     import uvicorn
 
     from .logs import uvicorn_log_config
 
+    if reload and workers != 1:
+        console.print("--reload runs one process; leave --workers at 1")
+        raise typer.Exit(2)
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
     _check_auth_settings()
@@ -59,6 +67,7 @@ def serve(
     services.migrate()
     services.close()
     uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, reload=reload,
+                workers=workers or os.cpu_count() or 1,
                 log_level=settings.log_level.lower(), log_config=uvicorn_log_config(settings.log_level))
 
 
