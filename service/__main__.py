@@ -48,7 +48,8 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Reload on code changes (development)")] = False,
     workers: Annotated[int, typer.Option(
         min=0, help="Worker processes sharing the port (0: one per CPU core). Each has its own thread pool, "
-        "token cache and audit writer; the database is shared.")] = 1,
+        "token cache, audit writer and rate-limit buckets (RATE_LIMIT_PER_MINUTE applies per "
+        "process); the database is shared.")] = 1,
 ) -> None:
     """Run the HTTP API (runs the database migrations first)."""
     import os
