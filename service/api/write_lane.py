@@ -11,7 +11,8 @@ exactly what the route does with the same functions:
 - the key must match `KEY_PATTERN`; anything else is left to the FastAPI route (whose
   validation error is the documented 422), as is every other method and path;
 - the route's door (`door(Action.DOMAIN_WRITE)`: authentication, rate limit, role, no patient-
-  confined token), then the route's handler body (`put_one` in service/api/records.py);
+  confined token), then the route's handler body (`put_one_response` in service/api/records.py,
+  which the route calls too);
 - an exception goes to the app's exception handler for its type (the one FastAPI would call),
   and without one it propagates to the problem catch-all (a 500 problem), as from a route;
 - the audit middleware sees the same route (`scope["route"]`, for its operation id) and path
