@@ -5,26 +5,18 @@ refuses to combine with --reload."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 from tests import factories as f
+from tests.served import PROJECT, free_port, serving
 from tests.tokens import bearer
 
-PROJECT = Path(__file__).resolve().parents[2]
 SETUP = ("clinics", "practitioners", "locations", "patients", "enrollments")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children(pid: int) -> list[int]:
@@ -43,21 +35,8 @@ def _children(pid: int) -> list[int]:
 def test_two_workers_share_the_port_and_the_database(tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'w.sqlite3'}", "LOG_LEVEL": "WARNING",
            "RATE_LIMIT_PER_MINUTE": "0"}
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2"],
-                               cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200 and len(_children(process.pid)) >= 2:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.3)
+    log = tmp_path / "serve.log"
+    with serving(env, log, "--workers", "2", ready=lambda process: len(_children(process.pid)) >= 2) as (base, _):
         headers = bearer()
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             for kind in SETUP:
@@ -75,17 +54,10 @@ def test_two_workers_share_the_port_and_the_database(tmp_path: Path) -> None:
             listed = client.get("/api/v1/administration-sessions", params={"clinic_id": session["clinic_id"], "limit": 500}).json()
             keys = [item["record"]["id"] for item in listed["items"]]
             assert sorted(k for k in keys if k.startswith("sess-w")) == [f"sess-w{i:03d}" for i in range(40)]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-    assert "Traceback" not in (tmp_path / "serve.log").read_text(), (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def test_workers_and_reload_do_not_combine() -> None:
-    done = subprocess.run([sys.executable, "-m", "service", "serve", "--reload", "--workers", "2", "--port", str(_free_port())],
+    done = subprocess.run([sys.executable, "-m", "service", "serve", "--reload", "--workers", "2", "--port", str(free_port())],
                           cwd=PROJECT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--reload runs one process" in done.stderr

@@ -4,7 +4,6 @@ and the sandbox payer running as a real process on a free port."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from service.config import Settings
 from service.courses import demo_course
 from service.usecases import Services, put_record
+from tests.served import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2026, 3, 1, 15, 0, tzinfo=dt.timezone.utc)
@@ -53,14 +53,8 @@ def services(database_url: str, clock: Clock) -> Iterator[Services]:
     svc.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_sandbox(pend_rate: float, seed: int = 1) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "payer", "--port", str(port), "--pend-rate", str(pend_rate), "--seed", str(seed)],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -6,16 +6,15 @@ the HL7 validator with zero errors (CapabilityStatement, searchsets, transaction
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 
+from tests.served import serving
 from tests.tokens import token
 
 from .conftest import CLINIC, new_observation, new_patient
@@ -24,42 +23,14 @@ pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "-m", "service", "demo"], cwd=PROJECT, env=env, check=True, capture_output=True, timeout=300)
-    port = _free_port()
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port)], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}/fhir"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-    assert "Traceback" not in (tmp_path / "server.log").read_text(), (tmp_path / "server.log").read_text()
+    log = tmp_path / "server.log"
+    with serving(env, log, ready_path="/fhir/metadata") as (base, _):
+        yield f"{base}/fhir"
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def test_fhirpy_create_search_page_read_conditional_transaction(server: str, assert_fhir_valid) -> None:

@@ -6,26 +6,19 @@ tokens and secrets."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.served import serving
 from tests.tokens import token
 
 PROJECT = Path(__file__).resolve().parents[2]
 PHI = ("Jordan", "Rivera", "MRN-PT-0001", "1984-06-12", "555 010 0199", "5550100199")
 SECRET = "sync-secret-never-logged"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -36,43 +29,26 @@ def test_a_full_run_logs_no_phi_and_no_secrets(database_url: str, tmp_path: Path
     demo = subprocess.run([sys.executable, "-m", "service", "demo"], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stderr
     logs += [demo.stdout, demo.stderr]
-    port = _free_port()
     server_log = tmp_path / "server.log"
-    with server_log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(port)], cwd=PROJECT, env=env,
-                                   stdout=sink, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        admin = token(roles=("admin",), clinic="riverbend")
-        root = token(roles=("admin",))
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, server_log.read_text()
-                time.sleep(0.2)
-            h = {"Authorization": f"Bearer {admin}", "Accept": "application/fhir+json"}
-            with httpx.Client(base_url=base, timeout=30) as http:
-                patients = http.get("/fhir/Patient", params={"identifier": "MRN-PT-0001", "family": "Rivera"}, headers=h)
-                assert patients.status_code == 200
-                pid = patients.json()["entry"][0]["resource"]["id"]
-                http.get(f"/fhir/Patient/{pid}/$everything", headers=h)
-                http.get("/fhir/Patient", params={"birthdate": "1984-06-12", "name": "Jordan"}, headers=h)
-                http.get("/api/v1/patients/pt-0001", params={"clinic_id": "riverbend"}, headers=h)
-                http.get("/api/v1/coverage/precheck", params={"patient_id": "pt-0001", "service": "iv-ketamine-series"}, headers=h)
-                http.put("/api/v1/patients/pt-0001", json={"clinic_id": "riverbend", "id": "pt-0001", "mrn": "MRN-PT-0001",
-                                                           "family_name": "Rivera", "given_names": ["Jordan"], "birth_date": "1984-13-12",
-                                                           "phone": "+1 555 010 0199"}, headers=h)  # a 422 echoing nothing to logs
-                http.post("/fhir/Patient", content=b'{"name": [{"family": "Rivera"', headers={**h, "Content-Type": "application/fhir+json"})
-                http.get("/fhir/Patient", headers={"Authorization": "Bearer " + admin[:-5] + "AAAAA"})  # a forged token
-                http.put("/api/v1/sync/targets/log-check", json={"base_url": "http://127.0.0.1:9/fhir", "auth": "bearer", "token": SECRET},
-                         headers={"Authorization": f"Bearer {root}"})
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+    admin = token(roles=("admin",), clinic="riverbend")
+    root = token(roles=("admin",))
+    with serving(env, server_log) as (base, _):
+        h = {"Authorization": f"Bearer {admin}", "Accept": "application/fhir+json"}
+        with httpx.Client(base_url=base, timeout=30) as http:
+            patients = http.get("/fhir/Patient", params={"identifier": "MRN-PT-0001", "family": "Rivera"}, headers=h)
+            assert patients.status_code == 200
+            pid = patients.json()["entry"][0]["resource"]["id"]
+            http.get(f"/fhir/Patient/{pid}/$everything", headers=h)
+            http.get("/fhir/Patient", params={"birthdate": "1984-06-12", "name": "Jordan"}, headers=h)
+            http.get("/api/v1/patients/pt-0001", params={"clinic_id": "riverbend"}, headers=h)
+            http.get("/api/v1/coverage/precheck", params={"patient_id": "pt-0001", "service": "iv-ketamine-series"}, headers=h)
+            http.put("/api/v1/patients/pt-0001", json={"clinic_id": "riverbend", "id": "pt-0001", "mrn": "MRN-PT-0001",
+                                                       "family_name": "Rivera", "given_names": ["Jordan"], "birth_date": "1984-13-12",
+                                                       "phone": "+1 555 010 0199"}, headers=h)  # a 422 echoing nothing to logs
+            http.post("/fhir/Patient", content=b'{"name": [{"family": "Rivera"', headers={**h, "Content-Type": "application/fhir+json"})
+            http.get("/fhir/Patient", headers={"Authorization": "Bearer " + admin[:-5] + "AAAAA"})  # a forged token
+            http.put("/api/v1/sync/targets/log-check", json={"base_url": "http://127.0.0.1:9/fhir", "auth": "bearer", "token": SECRET},
+                     headers={"Authorization": f"Bearer {root}"})
     logs.append(server_log.read_text())
     # the worker sends to the (unreachable) target for a while, retrying; its logs are captured too
     worker = subprocess.Popen([sys.executable, "-m", "service", "worker"], cwd=PROJECT, env=env,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from service.config import Settings
 from service.courses import DEMO_PATIENT, course_payloads, demo_course
 from service.usecases import Services, put_record
 from tests.coverage.conftest import coverage_payload, start_sandbox
+from tests.served import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REPORTS = PROJECT_ROOT / "reports"
@@ -58,12 +58,6 @@ def browser_required() -> bool:
 def chromium_path() -> str | None:
     wanted = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
     return wanted if os.path.isfile(wanted) and os.access(wanted, os.X_OK) else shutil.which("chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -117,7 +111,7 @@ def billing_server() -> Iterator[BillingServer]:
         clock_file = Path(tmp) / "clock"
         clock_file.write_text(START.isoformat(), encoding="utf-8")
         payer, payer_url = start_sandbox(1.0)
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "DATABASE_URL": database_url, "PAYER_ACME_COMMERCIAL_URL": payer_url,
                "PAYER_MEDICARE_DEMO_URL": payer_url, "LOG_LEVEL": "WARNING"}
         log = open(Path(tmp) / "server.log", "w+", encoding="utf-8")
