@@ -598,16 +598,18 @@ class FhirResourceRepository:
             return current, newest_history
         connection = self._connection()
         params: dict[str, Any]
-        if connection.dialect.name == "postgresql":
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
             params = {"types": [k[0] for k in keys], "ids": [k[1] for k in keys]}
-            statement = _BATCH_STATE_PG if prune_source is None else _BATCH_STATE_WITH_SOURCE_PG
-        else:
-            # an empty IN list is rendered as a never-true condition by SQLAlchemy
+        else:  # an empty IN list is rendered as a never-true condition by SQLAlchemy
             params = {"keys": keys, "history_keys": keys}
-            statement = _BATCH_STATE if prune_source is None else _BATCH_STATE_WITH_SOURCE
         if prune_source is not None:
             params.update(source_kind=prune_source[0], source_clinic_id=prune_source[1], source_key=prune_source[2])
-        rows = driver_execute(connection, statement, params, fetch=True) if isinstance(statement, str) else connection.execute(statement, params)
+        if postgres:
+            sql = _BATCH_STATE_PG if prune_source is None else _BATCH_STATE_WITH_SOURCE_PG
+            rows: Iterable[Any] = driver_execute(connection, sql, params, fetch=True)
+        else:
+            rows = connection.execute(_BATCH_STATE if prune_source is None else _BATCH_STATE_WITH_SOURCE, params)
         for row in rows:
             if row[0] == 0:
                 current[(row[1], row[2])] = _Current(row)
