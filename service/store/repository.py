@@ -12,6 +12,7 @@ rows and search tokens with one executemany each.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -204,15 +205,24 @@ _SELECT_RECORDS = sa.select(*_RECORD_COLUMNS).where(
 )
 # PostgreSQL: one primary-key probe per wanted key, whatever the statistics say. (The row-value
 # IN list above becomes an OR of conjunctions, and on a table not yet analysed the planner
-# scanned the clinic index instead - every record of the clinic, on every write.) Constant
-# SQL text, so psycopg prepares it once per connection.
-# SQL for the driver (driver_execute: psycopg placeholders).
-_SELECT_RECORDS_PG = (
-    "SELECT r.kind, r.clinic_id, r.key, r.patient_key, r.data, r.version, r.content_hash, r.created_at, r.updated_at "
-    "FROM unnest(CAST(%(kinds)s AS text[]), CAST(%(clinics)s AS text[]), CAST(%(keys)s AS text[])) AS k(kind, clinic_id, key) "
-    "CROSS JOIN LATERAL (SELECT * FROM record WHERE record.kind = k.kind AND record.clinic_id = k.clinic_id "
-    "AND record.key = k.key) AS r"
+# scanned the clinic index instead - every record of the clinic, on every write.) A UNION ALL
+# of full-key equalities, one text per number of keys (psycopg prepares each once per
+# connection): its generic plan is the custom one, so PostgreSQL plans it once. (The earlier
+# form, a lateral join over unnest() of three text arrays, was re-planned on every execution:
+# the generic plan cannot know the arrays' length, so PostgreSQL kept custom plans - about
+# 0.1 ms of server CPU per write, docs/decisions/0011.)
+_RECORD_PROBE_PG = (
+    "(SELECT kind, clinic_id, key, patient_key, data, version, content_hash, created_at, updated_at FROM record "
+    "WHERE kind = %(k{i})s AND clinic_id = %(c{i})s AND key = %(v{i})s)"
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _select_records_pg(count: int) -> str:
+    """SQL for the driver (driver_execute: psycopg placeholders) reading `count` records by key."""
+    return " UNION ALL ".join(_RECORD_PROBE_PG.format(i=i) for i in range(count))
+
+
 _SELECT_RECORD = sa.select(*_RECORD_COLUMNS).where(
     _REC.c.kind == sa.bindparam("kind"), _REC.c.clinic_id == sa.bindparam("clinic_id"), _REC.c.key == sa.bindparam("key")
 )
@@ -258,8 +268,10 @@ class RecordRepository:
         found = {}
         connection = self._connection()
         if connection.dialect.name == "postgresql":
-            kinds, clinics, names = (list(column) for column in zip(*wanted))
-            rows = driver_execute(connection, _SELECT_RECORDS_PG, {"kinds": kinds, "clinics": clinics, "keys": names}, fetch=True)
+            params = {}
+            for i, (kind, clinic_id, key) in enumerate(wanted):
+                params[f"k{i}"], params[f"c{i}"], params[f"v{i}"] = kind, clinic_id, key
+            rows = driver_execute(connection, _select_records_pg(len(wanted)), params, fetch=True)
         else:
             rows = connection.execute(_SELECT_RECORDS, {"keys": wanted})
         for row in rows:

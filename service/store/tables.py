@@ -54,7 +54,7 @@ class RecordRow(SQLModel, table=True):
     """The current version of one domain record, keyed by (kind, clinic, key)."""
 
     __tablename__ = "record"
-    __table_args__ = (sa.Index("ix_record_patient", "clinic_id", "patient_key", "kind"),)
+    __table_args__ = (sa.Index("ix_record_patient", "patient_key", "clinic_id", "kind"),)
 
     kind: str = Field(primary_key=True, max_length=KIND)
     clinic_id: str = Field(primary_key=True, max_length=KEY)

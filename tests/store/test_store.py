@@ -4,10 +4,12 @@ search columns/tokens, deletions, and rollback of a unit of work that fails midw
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import orjson
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -63,20 +65,38 @@ def test_migrations_upgrade_an_empty_database_to_the_table_layout(database_url: 
         engine.dispose()
 
 
+def _migrate(engine: sa.Engine, action, revision: str) -> None:  # type: ignore[no-untyped-def]
+    """Run an Alembic command (`command.upgrade` / `command.downgrade`) to `revision`."""
+    from service.store.migrations import alembic_config
+
+    cfg = alembic_config(engine)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        action(cfg, revision)
+
+
+def test_migration_0010_reorders_the_record_patient_index_and_back(database_url: str) -> None:
+    engine = make_engine(database_url)
+
+    def columns() -> list[str]:
+        return next(i["column_names"] for i in sa.inspect(engine).get_indexes("record") if i["name"] == "ix_record_patient")
+
+    try:
+        _migrate(engine, command.upgrade, "0009")
+        assert columns() == ["clinic_id", "patient_key", "kind"]
+        _migrate(engine, command.upgrade, "0010")
+        assert columns() == ["patient_key", "clinic_id", "kind"]
+        _migrate(engine, command.downgrade, "0009")
+        assert columns() == ["clinic_id", "patient_key", "kind"]
+    finally:
+        engine.dispose()
+
+
 def test_migration_0009_moves_status_searches_to_the_column_and_back(database_url: str) -> None:
     """0009 deletes the status tokens an older database holds (the column answers status
     searches); its downgrade writes them again from the column."""
-    from alembic import command
-
-    from service.store.migrations import alembic_config
-
     engine = make_engine(database_url)
-
-    def migrate(action, revision: str) -> None:  # type: ignore[no-untyped-def]
-        cfg = alembic_config(engine)
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            action(cfg, revision)
+    migrate = functools.partial(_migrate, engine)
 
     def status_tokens() -> list[tuple]:
         with engine.connect() as connection:
@@ -229,6 +249,80 @@ def test_record_versions_are_kept(engine) -> None:
     assert [(v, d["family_name"]) for v, d, _ in versions] == [(1, "Doe"), (2, "Roe")]
     assert current is not None and current.data["family_name"] == "Roe"
     assert current.created_at.tzinfo is not None
+
+
+def test_records_are_read_many_at_once_by_their_whole_key(engine) -> None:
+    saved = [("patients", "c-1", "p-1"), ("patients", "c-2", "p-1"), ("clinics", "c-1", "c-1"), ("practitioners", "c-1", "dr-1")]
+    with SqlUnitOfWork(engine) as uow:
+        for kind, clinic_id, key in saved:
+            uow.records.save(kind, clinic_id, key, patient_key=key if kind == "patients" else None,
+                             data={"id": key, "clinic_id": clinic_id})
+        uow.commit()
+    wanted = [
+        ("patients", "c-1", "p-1"), ("clinics", "c-1", "c-1"), ("practitioners", "c-1", "dr-1"),
+        ("patients", "c-3", "p-1"),  # same key, other clinic: absent
+        ("practitioners", "c-1", "p-1"),  # same clinic and key, other kind: absent
+        ("patients", "c-1", "p-1"),  # asked twice
+    ]
+    with SqlUnitOfWork(engine, write=False) as uow:
+        found = uow.records.get_many(wanted)
+        one = uow.records.get_many([("patients", "c-2", "p-1")])
+        none = uow.records.get_many([])
+        many = uow.records.get_many([("patients", "c-1", f"p-{i}") for i in range(40)])
+    assert sorted(found) == sorted(saved[:1] + saved[2:])
+    assert all(found[k].data == {"id": k[2], "clinic_id": k[1]} and found[k].version == 1 for k in found)
+    assert list(one) == [("patients", "c-2", "p-1")] and one[("patients", "c-2", "p-1")].patient_key == "p-1"
+    assert none == {}
+    assert list(many) == [("patients", "c-1", "p-1")]
+
+
+def test_postgres_reads_records_by_primary_key_probes_planned_once(engine) -> None:
+    """The write path's records read (repository._select_records_pg): its generic plan, made
+    while `record` is empty and never analysed (a new database), probes the primary key (with
+    ix_record_patient led by clinic_id it probed that index on the clinic and filtered the key:
+    every record of the clinic, once the clinic has some), and
+    PostgreSQL keeps that one generic plan for the prepared statement instead of planning it on
+    every execution (it did for the earlier unnest() form)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL plan check")
+    from service.store.repository import _select_records_pg, driver_execute
+
+    keys = [("clinics", "c-1", "c-1"), ("patients", "c-1", "p-7"), ("practitioners", "c-1", "dr-1")]
+    params: dict[str, str] = {}
+    for i, (kind, clinic_id, key) in enumerate(keys):
+        params[f"k{i}"], params[f"c{i}"], params[f"v{i}"] = kind, clinic_id, key
+    sql = _select_records_pg(len(keys))
+    numbered = sql
+    for number, name in enumerate(params, start=1):
+        numbered = numbered.replace(f"%({name})s", f"${number}")
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        driver.execute("SET plan_cache_mode = force_generic_plan")
+        driver.execute(f"PREPARE probe AS {numbered}")
+        plan = driver.execute("EXPLAIN (FORMAT JSON) EXECUTE probe(" + ", ".join(["'x'"] * len(params)) + ")").fetchone()[0]
+        driver.execute("DEALLOCATE probe")
+        driver.execute("RESET plan_cache_mode")
+        scans = []
+
+        def walk(node: dict) -> None:
+            if "Relation Name" in node:
+                scans.append((node["Node Type"], node.get("Index Name")))
+            for child in node.get("Plans", []):
+                walk(child)
+
+        walk(plan[0]["Plan"])
+        assert scans == [("Index Scan", "record_pkey")] * 3, scans
+        connection.execute(sa.text(  # the clinic's records arrive; the plan is kept
+            "INSERT INTO record (kind, clinic_id, key, patient_key, data, version, content_hash, created_at, updated_at) "
+            "SELECT 'patients', 'c-1', 'p-' || i, 'p-' || i, '{}', 1, 'h', now(), now() FROM generate_series(1, 3000) i"
+        ))
+        for _ in range(20):  # psycopg prepares it on the 5th; PostgreSQL tries 5 custom plans first
+            rows = driver_execute(connection, sql, params, fetch=True)
+        assert [row[2] for row in rows] == ["p-7"]
+        generic, custom = connection.exec_driver_sql(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE position('FROM record WHERE kind' in statement) > 0"
+        ).one()
+        assert custom <= 5 and generic >= 10, (generic, custom)
 
 
 def test_leaving_without_commit_or_with_an_exception_rolls_back(engine) -> None:
