@@ -212,8 +212,8 @@ _SELECT_RECORDS = sa.select(*_RECORD_COLUMNS).where(
 # the generic plan cannot know the arrays' length, so PostgreSQL kept custom plans - about
 # 0.1 ms of server CPU per write, docs/decisions/0011.)
 _RECORD_PROBE_PG = (
-    "(SELECT kind, clinic_id, key, patient_key, data, version, content_hash, created_at, updated_at FROM record "
-    "WHERE kind = %(k{i})s AND clinic_id = %(c{i})s AND key = %(v{i})s)"
+    "SELECT kind, clinic_id, key, patient_key, data, version, content_hash, created_at, updated_at FROM record "
+    "WHERE kind = %(k{i})s AND clinic_id = %(c{i})s AND key = %(v{i})s"
 )
 
 

@@ -118,7 +118,7 @@ def is_plain_read(statement: Any) -> bool:
         text = statement.text
     else:
         return False
-    head = text.lstrip()[:6].upper()
+    head = text.lstrip(" \t\r\n(")[:6].upper()  # "(SELECT ...) UNION ALL (SELECT ...)" is a read too
     return head == "SELECT" and " FOR " not in text.upper()
 
 

@@ -102,7 +102,8 @@ def test_postgresql_a_single_statement_write_sends_no_begin_and_more_runs_in_one
         return  # SQLite takes its write lock with BEGIN IMMEDIATE up front
     sent = _begins(monkeypatch)
     with SqlUnitOfWork(engine, clock) as uow:
-        uow.records.get("patients", "c-2", "p-9")  # a read: no transaction needed
+        uow.records.get("patients", "c-2", "p-9")  # reads: no transaction needed
+        uow.records.get_many([("clinics", "c-2", "c-2"), ("patients", "c-2", "p-9")])
         uow.resources.save_many([ResourceInput(observation("o-9"), "c-2")])  # reads state, queues
         uow.records.save("patients", "c-2", "p-9", patient_key="p-9", data={"id": "p-9"}, current=None)
         uow.commit()
@@ -127,6 +128,7 @@ def test_postgresql_a_single_statement_write_sends_no_begin_and_more_runs_in_one
 def test_plain_reads_are_told_from_writes() -> None:
     table = sa.table("t", sa.column("a"))
     assert is_plain_read(sa.select(table.c.a)) and is_plain_read("SELECT 1") and is_plain_read(sa.text(" select a from t"))
+    assert is_plain_read("(SELECT a FROM t WHERE k = 1) UNION ALL (SELECT a FROM t WHERE k = 2)")
     assert not is_plain_read(sa.select(table.c.a).with_for_update())
     assert not is_plain_read(sa.text("SELECT a FROM t FOR UPDATE SKIP LOCKED"))
     assert not is_plain_read(sa.insert(table)) and not is_plain_read(sa.update(table)) and not is_plain_read("WITH w AS (INSERT ...) SELECT 1")
