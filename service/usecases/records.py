@@ -270,7 +270,8 @@ def put_record(
             )
     record = validate_record(kind, payload)
     data = record.model_dump(mode="json")
-    request_hash = content_hash({"kind": kind, "mode": mode.value, "record": data})
+    # what a repeat of this Idempotency-Key must match (only needed with one)
+    request_hash = content_hash({"kind": kind, "mode": mode.value, "record": data}) if idempotency_key is not None else ""
     scope = idempotency_scope(kind, mode, record.clinic_id)
     try:
         return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode, outcome_rules)
