@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import Response
 
-from .offload import in_thread
+from .offload import in_pool, in_thread, write_pool
 from ..domain.records import RECORD_KINDS, RecordKind
 from ..usecases import PutMode, WriteStatus, get_record, list_records, preview_fhir, put_record
 from ..auth.roles import Action
@@ -87,9 +87,9 @@ async def put_one_response(request: Request, kind: str, key: str) -> Response:
     business key. The route and the write lane (service/api/write_lane.py) both answer with it."""
     services = services_of(request)
     payload = _tenanted(request, await read_json_object(request), kind, key)
-    result = await in_thread(
-        put_record, services.uow(), kind, payload, None, mode=PutMode.UPSERT, key=key,
-        outcome_rules=services.summary_rules.outcome,
+    result = await in_pool(
+        write_pool(services.settings.write_concurrency), put_record, services.uow(), kind, payload, None,
+        mode=PutMode.UPSERT, key=key, outcome_rules=services.summary_rules.outcome,
     )
     return _written(result)
 
@@ -104,9 +104,9 @@ def _add_kind_routes(router: APIRouter, spec: RecordKind) -> None:
     async def create_one(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         services = services_of(request)
         payload = _tenanted(request, await read_json_object(request), kind, None)
-        result = await in_thread(
-            put_record, services.uow(), kind, payload, idempotency_key, mode=PutMode.CREATE,
-            outcome_rules=services.summary_rules.outcome,
+        result = await in_pool(
+            write_pool(services.settings.write_concurrency), put_record, services.uow(), kind, payload,
+            idempotency_key, mode=PutMode.CREATE, outcome_rules=services.summary_rules.outcome,
         )
         return _written(result)
 
