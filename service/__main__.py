@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import PROJECT_ROOT, get_settings
+from .config import PROJECT_ROOT, get_settings, usable_cores
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ketamine program FHIR interoperability service")
 console = Console(stderr=True)
@@ -52,8 +52,6 @@ def serve(
         "process); the database is shared.")] = 1,
 ) -> None:
     """Run the HTTP API (runs the database migrations first)."""
-    import os
-
     import uvicorn
 
     from .logs import uvicorn_log_config
@@ -68,7 +66,7 @@ def serve(
     services.migrate()
     services.close()
     uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, reload=reload,
-                workers=workers or os.cpu_count() or 1,
+                workers=workers or usable_cores(),
                 log_level=settings.log_level.lower(), log_config=uvicorn_log_config(settings.log_level))
 
 

@@ -23,6 +23,14 @@ def default_database_url() -> str:
     return f"sqlite:///{PROJECT_ROOT / '.local' / 'ketamine.sqlite3'}"
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, as a
+    container's cpuset sets it), not the host's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     """Runtime configuration of the service."""
 
@@ -51,7 +59,7 @@ class Settings(BaseSettings):
     even look for a provider. Its log records stay off either way: they carry exception
     messages, which can hold patient data (service/api/app.py, `telemetry_config`)."""
 
-    write_concurrency: int = Field(default_factory=lambda: (os.cpu_count() or 1) + 1, ge=1, le=256)
+    write_concurrency: int = Field(default_factory=lambda: usable_cores() + 1, ge=1, le=256)
     """Domain record writes (PUT/POST /api/v1/<kind>) running at once per worker process
     (default: cores + 1); more wait their turn (service/api/offload.py, `write_pool`). A write is
     a short CPU-bound transaction, and more of them in flight than the cores can run only add

@@ -27,7 +27,7 @@ def test_one_pool_per_size_with_that_many_threads() -> None:
 
 
 def test_the_default_is_one_more_than_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    monkeypatch.setattr("service.config.usable_cores", lambda: 6)
     assert Settings(database_url="sqlite:///x.sqlite3").write_concurrency == 7
     monkeypatch.setenv("WRITE_CONCURRENCY", "12")
     assert Settings(database_url="sqlite:///x.sqlite3").write_concurrency == 12
