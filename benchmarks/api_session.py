@@ -35,10 +35,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(app: str, port: int, env: dict, workers: int = 1) -> subprocess.Popen:
+def start_server(app: str, port: int, env: dict, workers: int = 1, root: Path = ROOT) -> subprocess.Popen:
+    """uvicorn serving `app` (a factory) from the checkout at `root`, once it answers."""
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, cwd=root, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -74,6 +75,34 @@ async def drive(url_for, bodies: list[dict], concurrency: int, headers: dict | N
     return len(bodies) / elapsed, latencies, errors
 
 
+def admin_headers(env: dict) -> dict[str, str]:
+    """A dev-mode admin bearer token (RS384, verified by the server like any other)."""
+    token = subprocess.run(
+        [sys.executable, "-m", "service", "dev-token", "--scope", "system/*.cruds", "--role", "admin"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def load_demo_setup(port: int, headers: dict[str, str]) -> None:
+    """The demo clinic, its staff, patient and enrollment: what a session write refers to."""
+    setup = clinic_payloads() + course_payloads(DEMO_PATIENT)[:2]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+        for kind, payload in setup:
+            client.put(f"/api/v1/{kind}/{payload['id']}", json=payload).raise_for_status()
+
+
+def session_bodies(count: int, prefix: str = "bench-session") -> list[dict]:
+    """`count` copies of the demo's infusion session, each with its own id."""
+    template = next(p for k, p in course_payloads(DEMO_PATIENT) if k == "administration-sessions")
+    bodies = []
+    for index in range(count):
+        body = copy.deepcopy(template)
+        body["id"] = f"{prefix}-{index:06d}"
+        bodies.append(body)
+    return bodies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1500)
@@ -91,21 +120,9 @@ def main() -> None:
         api_port, echo_port = free_port(), free_port()
         procs.append(start_server("service.api.app:create_app", api_port, env, args.workers))
         procs.append(start_server("benchmarks.echo_app:create_app", echo_port, env, args.workers))
-        setup = clinic_payloads() + course_payloads(DEMO_PATIENT)[:2]  # clinic, staff, patient, enrollment
-        token = subprocess.run(
-            [sys.executable, "-m", "service", "dev-token", "--scope", "system/*.cruds", "--role", "admin"],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers) as client:
-            for kind, payload in setup:
-                client.put(f"/api/v1/{kind}/{payload['id']}", json=payload).raise_for_status()
-        template = next(p for k, p in course_payloads(DEMO_PATIENT) if k == "administration-sessions")
-        bodies = []
-        for index in range(args.requests + 100):
-            body = copy.deepcopy(template)
-            body["id"] = f"bench-session-{index:06d}"
-            bodies.append(body)
+        headers = admin_headers(env)
+        load_demo_setup(api_port, headers)
+        bodies = session_bodies(args.requests + 100)
         warm, measured = bodies[:100], bodies[100:]
         api_url = lambda b: f"http://127.0.0.1:{api_port}/api/v1/administration-sessions/{b['id']}"  # noqa: E731
         echo_url = lambda b: f"http://127.0.0.1:{echo_port}/echo/{b['id']}"  # noqa: E731
