@@ -21,7 +21,7 @@ import abc
 import datetime as dt
 from typing import Any, Callable, Self
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -71,7 +71,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._engine = engine
         self._clock = clock
         self._write = write
-        self._session: Session | None = None
+        self._session: UnitSession | None = None
 
     def _transaction_now(self) -> dt.datetime:
         return self.now
@@ -84,10 +84,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise ValueError("the clock must return timezone-aware datetimes")
         self.now = moment.astimezone(dt.timezone.utc).replace(microsecond=moment.microsecond // 1000 * 1000)
         self._pending = PendingInserts()
-        self._session = _WriteBehindSession(_bind_for(self._engine), expire_on_commit=False, autoflush=True)
-        self._session.info[_PENDING] = self._pending
-        if self._engine.dialect.name == "sqlite" and self._write:
-            self._session.connection(execution_options={"sqlite_begin": "immediate"})
+        self._session = UnitSession(self._engine, self._pending, write=self._write)
         self.records = RecordRepository(self._session, self._transaction_now, self._pending)
         self.resources = FhirResourceRepository(self._session, self._transaction_now, self._pending)
         self.outbox = Outbox(self._session, self._transaction_now, batched=True, write_behind=self._pending)
@@ -102,11 +99,7 @@ class SqlUnitOfWork(UnitOfWork):
             return
         self.outbox.discard()
         self._pending.discard()
-        _unwatch(session)
-        try:
-            session.rollback()  # no-op after commit; discards anything uncommitted
-        finally:
-            session.close()
+        session.close()  # rolls back anything uncommitted; the connection goes back to the pool
         if isinstance(exc, IntegrityError) or _is_lock_conflict(exc):
             raise ConcurrentWriteError("a concurrent transaction wrote the same data") from exc
 
@@ -115,11 +108,6 @@ class SqlUnitOfWork(UnitOfWork):
             raise RuntimeError("unit of work is not open")
         try:
             self.outbox.flush()  # the transaction's outbox rows join the write-behind
-            connection = self._session.connection()
-            _unwatch(self._session)
-            # every INSERT of the transaction, one statement: on PostgreSQL, when nothing else
-            # was written, it runs on its own (atomic by itself) and commit sends nothing
-            self._pending.flush(connection)
             self._session.commit()
         except IntegrityError as error:
             raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
@@ -128,28 +116,104 @@ class SqlUnitOfWork(UnitOfWork):
         if self._session is not None:
             self.outbox.discard()
             self._pending.discard()
-            _unwatch(self._session)
             self._session.rollback()
 
 
-_PENDING, _WATCH = "pending_inserts", "pending_watch"
+class UnitSession:
+    """What the repositories of one unit of work share: its database connection, opened on
+    first use, and an ORM Session on that connection, made only when a repository asks for the
+    ORM (the coverage repository, an unbatched outbox). The write path itself - records read,
+    resources' state read, the batched INSERT - runs on the connection alone: an ORM Session's
+    begin, commit and close cost more than the rest of a small transaction's bookkeeping
+    (docs/decisions/0011, item 21).
 
+    Opening the connection watches it for the unit of work's pending INSERTs
+    (service/store/write_behind.py) until commit or rollback; on PostgreSQL it is in autocommit
+    mode with a lazy BEGIN, on SQLite a writing unit begins with BEGIN IMMEDIATE."""
 
-class _WriteBehindSession(Session):
-    """The unit of work's Session: each transaction it begins watches its connection for the
-    unit of work's pending INSERTs (service/store/write_behind.py) until commit or rollback,
-    so the pooled connection never carries them to another transaction."""
+    def __init__(self, engine: Engine, pending: PendingInserts, *, write: bool) -> None:
+        self._engine = engine
+        self._pending = pending
+        self._write = write
+        self._connection: Connection | None = None
+        self._watch: dict | None = None
+        self._orm: Session | None = None
 
+    def connection(self) -> Connection:
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = self._connection = _bind_for(self._engine).connect()
+            postgres = connection.dialect.name == "postgresql"
+            if not postgres and self._write:
+                connection.execution_options(sqlite_begin="immediate")
+            connection.begin()  # SQLite: BEGIN [IMMEDIATE] (service/store/db.py); PostgreSQL: lazy
+            self._watch = attach(connection, self._pending, lazy_begin=postgres)
+        return connection
 
-@event.listens_for(_WriteBehindSession, "after_begin")
-def _watch(session: Session, _transaction: object, connection: Any) -> None:
-    lazy = connection.dialect.name == "postgresql"
-    session.info[_WATCH] = attach(connection, session.info[_PENDING], lazy_begin=lazy)
+    @property
+    def orm(self) -> Session:
+        """An ORM Session joined to the unit's transaction (it flushes into it, never commits
+        it; a failed flush rolls it back)."""
+        if self._orm is None:
+            self._orm = Session(bind=self.connection(), join_transaction_mode="rollback_only",
+                                expire_on_commit=False, autoflush=True)
+        return self._orm
+
+    def execute(self, statement: Any, params: Any = None) -> Any:
+        """A Core statement in the unit's transaction, after the ORM's pending changes."""
+        self.flush()
+        return self.connection().execute(statement, params)
+
+    def flush(self) -> None:
+        if self._orm is not None:
+            self._orm.flush()
+
+    def add(self, instance: Any) -> None:
+        self.orm.add(instance)
+
+    def get(self, entity: Any, ident: Any) -> Any:
+        return self.orm.get(entity, ident)
+
+    def exec(self, statement: Any) -> Any:
+        return self.orm.exec(statement)
+
+    def commit(self) -> None:
+        """ORM changes, then every queued INSERT (one statement: on PostgreSQL, when nothing else
+        was written, it runs on its own, atomic by itself, and COMMIT is not even sent), then
+        COMMIT."""
+        if self._connection is None:
+            return
+        self.flush()
+        self._unwatch()
+        self._pending.flush(self._connection)
+        self._connection.commit()
+
+    def rollback(self) -> None:
+        self._unwatch()
+        if self._orm is not None:
+            self._orm.expunge_all()
+        if self._connection is not None and not self._connection.closed:
+            self._connection.rollback()
+
+    def close(self) -> None:
+        self._unwatch()
+        try:
+            if self._orm is not None:
+                self._orm.close()
+        finally:
+            if self._connection is not None:
+                self._connection.close()  # rolls back what was not committed
+                self._connection = None
+
+    def _unwatch(self) -> None:
+        if self._watch is not None:
+            detach(self._watch, self._pending)
+            self._watch = None
 
 
 def _bind_for(engine: Engine) -> Engine:
-    """What a unit of work's Session is bound to: on PostgreSQL the engine in autocommit mode
-    (made once, kept on the engine), its transaction begun on the first write (lazy BEGIN,
+    """What a unit of work connects with: on PostgreSQL the engine in autocommit mode (made once,
+    kept on the engine), its transaction begun on the first write (lazy BEGIN,
     service/store/write_behind.py)."""
     if engine.dialect.name != "postgresql":
         return engine
@@ -157,12 +221,6 @@ def _bind_for(engine: Engine) -> Engine:
     if bind is None:
         bind = engine.__dict__["_service_autocommit"] = engine.execution_options(isolation_level="AUTOCOMMIT")
     return bind
-
-
-def _unwatch(session: Session) -> None:
-    handle = session.info.pop(_WATCH, None)
-    if handle is not None:
-        detach(handle, session.info[_PENDING])
 
 
 def _is_lock_conflict(exc: BaseException | None) -> bool:
