@@ -8,9 +8,10 @@ from typing import Any, Callable
 
 import orjson
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from .coverage_tables import CoverageExchangeRow, CoverageRequestRow, RemsFormSubmissionRow
+from .sessions import StoreSession
 
 Clock = Callable[[], dt.datetime]
 
@@ -78,7 +79,7 @@ def _exchange(row: CoverageExchangeRow) -> StoredExchange:
 
 
 class CoverageRepository:
-    def __init__(self, session: Session, clock: Clock) -> None:
+    def __init__(self, session: StoreSession, clock: Clock) -> None:
         self._session = session
         self._clock = clock
 

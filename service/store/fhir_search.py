@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
+from .sessions import StoreSession
 from .tables import FhirResourceHistoryRow, FhirResourceRow, FhirSearchTokenRow, OutboxRow, UTCDateTime
 
 UTC = dt.timezone.utc
@@ -269,7 +270,7 @@ _COLUMNS = (
 class FhirSearchRepository:
     """Search, type history and compartment reads over the FHIR tables (read-only)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: StoreSession) -> None:
         self._session = session
 
     def statement(self, spec: SearchSpec, *, limit: int, after: Sequence[Any] | None = None, before: Sequence[Any] | None = None) -> Any:

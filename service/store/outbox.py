@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from .repository import ResourceWrite, insert_rows
+from .sessions import StoreSession
 from .tables import OutboxRow
 
 _OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
@@ -47,7 +47,7 @@ class Outbox:
     """Append and read outbox rows (ordered by `seq`)."""
 
     def __init__(
-        self, session: Session, clock: Callable[[], dt.datetime], *, batched: bool = False, write_behind: Any = None
+        self, session: StoreSession, clock: Callable[[], dt.datetime], *, batched: bool = False, write_behind: Any = None
     ) -> None:
         self._session = session
         self._clock = clock

@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from .canonical import canonical_json, content_hash
 from .fhir_index import date_span, patient_id_of, search_tokens
+from .sessions import StoreSession
 from .tables import (
     FhirResourceHistoryRow,
     FhirResourceRow,
@@ -53,7 +53,7 @@ _UNSET: Any = _Unset()
 
 def _connection_of(repository: Any) -> sa.Connection:
     """The session's connection for the current transaction, kept on the repository between
-    calls (Session.connection() walks the session's transaction state each time). The session
+    calls (an ORM Session's connection() walks its transaction state each time). The session
     closes it when the transaction ends, and the next call asks the session again."""
     connection = repository._cached_connection
     if connection is None or connection.closed or connection.invalidated:
@@ -244,7 +244,7 @@ class RecordRepository:
     With `pending` (a unit of work's write-behind, service/store/write_behind.py), its INSERTs
     are queued there instead of sent."""
 
-    def __init__(self, session: Session, clock: Clock, pending: Any = None) -> None:
+    def __init__(self, session: StoreSession, clock: Clock, pending: Any = None) -> None:
         self._session = session
         self._clock = clock
         self._pending = pending
@@ -508,7 +508,7 @@ class FhirResourceRepository:
     """Current FHIR resources with their search index; earlier versions go to history. With
     `pending`, INSERTs are queued as in `RecordRepository`."""
 
-    def __init__(self, session: Session, clock: Clock, pending: Any = None) -> None:
+    def __init__(self, session: StoreSession, clock: Clock, pending: Any = None) -> None:
         self._session = session
         self._clock = clock
         self._pending = pending
@@ -761,7 +761,7 @@ _INSERT_IDEMPOTENCY = sa.insert(_IDEM)
 class IdempotencyRepository:
     """Responses of requests sent with an `Idempotency-Key`, per (key, scope)."""
 
-    def __init__(self, session: Session, clock: Clock) -> None:
+    def __init__(self, session: StoreSession, clock: Clock) -> None:
         self._session = session
         self._clock = clock
         self._cached_connection: sa.Connection | None = None
