@@ -29,6 +29,7 @@ from .coverage_repository import CoverageRepository
 from .fhir_search import FhirSearchRepository
 from .outbox import Outbox
 from .repository import FhirResourceRepository, IdempotencyRepository, RecordRepository
+from .statistics import statistics_watch
 from .write_behind import PendingInserts, attach, detach
 
 Clock = Callable[[], dt.datetime]
@@ -111,6 +112,7 @@ class SqlUnitOfWork(UnitOfWork):
             self._session.commit()
         except IntegrityError as error:
             raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
+        statistics_watch(self._engine).after_commit()  # a young database's first statistics
 
     def rollback(self) -> None:
         if self._session is not None:

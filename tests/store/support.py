@@ -95,3 +95,31 @@ def table_contents(engine: sa.Engine) -> dict[str, list[tuple]]:
             table.name: sorted(tuple(map(repr, row)) for row in connection.execute(sa.select(table)))
             for table in metadata.sorted_tables
         }
+
+
+def generic_plan_scans(connection: sa.Connection, sql: str, params: dict) -> list[tuple[str, str, str | None]]:
+    """(table, node type, index) of every table scan in PostgreSQL's generic plan of `sql` (psycopg
+    `%(name)s` placeholders; `params` gives their names and order, its values are not used):
+    the plan a prepared statement keeps once PostgreSQL stops making custom ones."""
+    numbered = sql
+    for number, name in enumerate(params, start=1):
+        numbered = numbered.replace(f"%({name})s", f"${number}")
+    driver = connection.connection.driver_connection
+    driver.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        driver.execute(f"PREPARE generic_probe AS {numbered}")
+        arguments = ", ".join("'{}'" if isinstance(value, list) else "'x'" for value in params.values())
+        plan = driver.execute(f"EXPLAIN (FORMAT JSON) EXECUTE generic_probe({arguments})").fetchone()[0]
+        driver.execute("DEALLOCATE generic_probe")
+    finally:
+        driver.execute("RESET plan_cache_mode")
+    scans: list[tuple[str, str, str | None]] = []
+
+    def walk(node: dict) -> None:
+        if "Relation Name" in node:
+            scans.append((node["Relation Name"], node["Node Type"], node.get("Index Name")))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return scans

@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from service.store import SqlUnitOfWork, make_engine, upgrade_to_head
 from service.store.migrations import current_revision, head_revision
 from service.store.tables import metadata
-from tests.store.support import table_counts
+from tests.store.support import generic_plan_scans, table_counts
 
 EST = dt.timezone(dt.timedelta(hours=-5))
 
@@ -292,26 +292,9 @@ def test_postgres_reads_records_by_primary_key_probes_planned_once(engine) -> No
     for i, (kind, clinic_id, key) in enumerate(keys):
         params[f"k{i}"], params[f"c{i}"], params[f"v{i}"] = kind, clinic_id, key
     sql = _select_records_pg(len(keys))
-    numbered = sql
-    for number, name in enumerate(params, start=1):
-        numbered = numbered.replace(f"%({name})s", f"${number}")
     with engine.connect() as connection:
-        driver = connection.connection.driver_connection
-        driver.execute("SET plan_cache_mode = force_generic_plan")
-        driver.execute(f"PREPARE probe AS {numbered}")
-        plan = driver.execute("EXPLAIN (FORMAT JSON) EXECUTE probe(" + ", ".join(["'x'"] * len(params)) + ")").fetchone()[0]
-        driver.execute("DEALLOCATE probe")
-        driver.execute("RESET plan_cache_mode")
-        scans = []
-
-        def walk(node: dict) -> None:
-            if "Relation Name" in node:
-                scans.append((node["Node Type"], node.get("Index Name")))
-            for child in node.get("Plans", []):
-                walk(child)
-
-        walk(plan[0]["Plan"])
-        assert scans == [("Index Scan", "record_pkey")] * 3, scans
+        scans = generic_plan_scans(connection, sql, params)
+        assert scans == [("record", "Index Scan", "record_pkey")] * 3, scans
         connection.execute(sa.text(  # the clinic's records arrive; the plan is kept
             "INSERT INTO record (kind, clinic_id, key, patient_key, data, version, content_hash, created_at, updated_at) "
             "SELECT 'patients', 'c-1', 'p-' || i, 'p-' || i, '{}', 1, 'h', now(), now() FROM generate_series(1, 3000) i"
