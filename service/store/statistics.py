@@ -18,6 +18,12 @@ table is left alone: without statistics the planner assumes a few pages and pref
 indexes, while statistics saying "empty" would make it prefer scans until autovacuum caught
 up. Checking stops once every write table has statistics (until then it is one catalog query
 per `CHECK_EVERY` commits). SQLite: nothing to do.
+
+The check runs in the thread of the commit that reaches the count, after the commit. A young
+database's tables are small, so that write waits a few milliseconds, once. A database restored
+without statistics (pg_restore, or pg_upgrade before PostgreSQL 18) has large tables. There the
+first check analyses them, about 30,000 sampled rows each, and one write waits for that once.
+The usual advice after a restore - run ANALYZE - avoids it.
 """
 
 from __future__ import annotations
