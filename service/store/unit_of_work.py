@@ -182,20 +182,18 @@ class UnitSession:
     def commit(self) -> None:
         """ORM changes, then every queued INSERT (one statement: on PostgreSQL, when nothing else
         was written, it runs on its own, atomic by itself, and COMMIT is not even sent), then
-        COMMIT."""
+        COMMIT; the connection is released, as an ORM Session releases it at commit."""
         if self._connection is None:
             return
         self.flush()
         self._unwatch()
         self._pending.flush(self._connection)
         self._connection.commit()
+        self.close()  # the connection goes back to the pool; a later use begins anew, watched again
 
     def rollback(self) -> None:
-        self._unwatch()
-        if self._orm is not None:
-            self._orm.expunge_all()
-        if self._connection is not None and not self._connection.closed:
-            self._connection.rollback()
+        """Everything since the last commit is gone; a later use begins anew."""
+        self.close()
 
     def close(self) -> None:
         self._unwatch()

@@ -167,3 +167,32 @@ def test_postgresql_statements_sent_to_the_driver_keep_the_execution_path_guaran
         with SqlUnitOfWork(engine, clock) as uow:  # the same key again: a duplicate in the one INSERT
             uow.records.save("patients", "c-3", "p-2", patient_key="p-2", data={"id": "p-2"}, current=None)
             uow.commit()
+
+
+def test_work_after_a_commit_or_rollback_in_the_same_unit_is_a_new_watched_transaction(engine, monkeypatch) -> None:
+    """A unit of work committed (or rolled back) once and used again: the new rows are queued
+    and seen by the reads that follow, and (PostgreSQL) a write of more than one statement
+    begins a transaction again."""
+    sent = _begins(monkeypatch)
+    with SqlUnitOfWork(engine, clock) as uow:
+        uow.records.save("patients", "c-3", "p-1", patient_key="p-1", data={"id": "p-1"}, current=None)
+        uow.commit()
+        uow.records.save("patients", "c-3", "p-2", patient_key="p-2", data={"id": "p-2"}, current=None)
+        assert uow.records.get("patients", "c-3", "p-2") is not None  # the queued row went out first
+        uow.resources.save_many([ResourceInput(observation("o-31"), "c-3")])
+        uow.commit()
+    if engine.dialect.name == "postgresql":
+        assert sent.count(True) == 1  # the read after the queued INSERT began the second transaction
+    with SqlUnitOfWork(engine, clock) as uow:  # and after a rollback
+        uow.records.save("patients", "c-3", "p-3", patient_key="p-3", data={"id": "p-3"}, current=None)
+        assert uow.records.get("patients", "c-3", "p-3") is not None
+        uow.rollback()
+        assert uow.records.get("patients", "c-3", "p-3") is None
+        uow.records.save("patients", "c-3", "p-4", patient_key="p-4", data={"id": "p-4"}, current=None)
+        uow.commit()
+    with SqlUnitOfWork(engine, clock, write=False) as uow:
+        assert uow.records.get("patients", "c-3", "p-1") is not None
+        assert uow.records.get("patients", "c-3", "p-2") is not None
+        assert uow.resources.read("Observation", "o-31") is not None
+        assert uow.records.get("patients", "c-3", "p-3") is None
+        assert uow.records.get("patients", "c-3", "p-4") is not None
