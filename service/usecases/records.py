@@ -274,10 +274,11 @@ def put_record(
     request_hash = content_hash({"kind": kind, "mode": mode.value, "record": data}) if idempotency_key is not None else ""
     scope = idempotency_scope(kind, mode, record.clinic_id)
     try:
-        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode, outcome_rules)
+        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode, outcome_rules, presume=True)
     except ConcurrentWriteError:
-        # another request wrote the same key (or idempotency key) first: redo against its result
-        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode, outcome_rules)
+        # another request wrote the same key (or idempotency key) first, or a new record's
+        # resources were wrongly presumed new: redo against what is stored, reading it all
+        return _put_once(uow, spec, record, data, request_hash, idempotency_key, scope, mode, outcome_rules, presume=False)
 
 
 def _put_once(
@@ -290,7 +291,12 @@ def _put_once(
     scope: str,
     mode: PutMode,
     outcome_rules: OutcomeRules = DEFAULT_RULES,
+    *,
+    presume: bool = False,
 ) -> PutResult:
+    """One attempt at put_record's write. `presume`: a record not stored yet has no resources
+    either, so its resources' state is not read (FhirResourceRepository.save_many's
+    `presume_new`; a wrong presumption fails the commit as a concurrent write would)."""
     kind = spec.name
     with uow:
         if idempotency_key is not None:
@@ -319,7 +325,7 @@ def _put_once(
                 [FieldError("id", "a record with this id already exists")],
             )
         else:
-            result = _write(uow, kind, record, data, existing, outcome_rules, found)
+            result = _write(uow, kind, record, data, existing, outcome_rules, found, presume_new=presume and existing is None)
         if idempotency_key is not None:
             uow.idempotency.save(
                 idempotency_key, scope, request_hash=request_hash, status=result.status.value,
@@ -332,9 +338,11 @@ def _put_once(
 def _write(
     uow: UnitOfWork, kind: str, record: DomainRecord, data: dict, existing: StoredRecord | None,
     outcome_rules: OutcomeRules = DEFAULT_RULES, found: Mapping[RecordKey, StoredRecord] | None = None,
+    *, presume_new: bool = False,
 ) -> PutResult:
-    """Store the record and its resources: `existing` is its stored version (None if new) and
-    `found` the records read for the reference check (the clinic among them)."""
+    """Store the record and its resources: `existing` is its stored version (None if new),
+    `found` the records read for the reference check (the clinic among them), `presume_new`
+    as for save_many."""
     clinic = _clinic_of(uow, record, found)
     resources = _map(record, clinic, uow.now)
 
@@ -355,7 +363,7 @@ def _write(
         ]
     # one batch: every resource (a new version only when its content changed), then the
     # resources this record produced before but no longer does (e.g. a vital sign removed)
-    batch = uow.resources.save_many(items, prune_source=source)
+    batch = uow.resources.save_many(items, prune_source=source, presume_new=presume_new)
     if stored is None:
         # queued after the batch's read of the resources' state, so that every INSERT of the
         # write goes out together at commit (service/store/write_behind.py)

@@ -18,6 +18,7 @@ from service.store import repository as repository_module
 from service.store.repository import RecordRepository, ResourceInput
 from service.store.unit_of_work import ConcurrentWriteError
 from service.usecases import WriteStatus, put_record
+from service.usecases.records import preview_fhir
 from tests import factories as f
 from tests.store.support import table_contents, table_counts
 
@@ -161,10 +162,11 @@ def test_a_record_write_takes_the_same_few_statements_whatever_its_resource_coun
     one = count_statements(engine, lambda: put_record(uow(), "vitals", f.vitals(id="v-one", heart_rate_bpm=...)))
     two = count_statements(engine, lambda: put_record(uow(), "vitals", f.vitals(id="v-two")))
     assert one == two
-    # PostgreSQL: record + references, resource state, then every INSERT (record, version,
-    # resources, tokens, outbox) as one statement at commit (service/store/write_behind.py);
-    # SQLite runs one executemany per table instead
-    assert two == 3 if engine.dialect.name == "postgresql" else two <= 9, two
+    # PostgreSQL: record + references, then every INSERT (record, version, resources, tokens,
+    # outbox) as one statement at commit (service/store/write_behind.py) - a new record's
+    # resources are presumed new, so their state is not read (save_many's presume_new);
+    # SQLite reads the state and runs one executemany per table instead
+    assert two == 2 if engine.dialect.name == "postgresql" else two <= 9, two
     update = count_statements(engine, lambda: put_record(uow(), "vitals", f.vitals(id="v-two", heart_rate_bpm=80)))
     assert update <= (9 if engine.dialect.name == "postgresql" else 11), update
     unchanged = count_statements(engine, lambda: put_record(uow(), "vitals", f.vitals(id="v-two", heart_rate_bpm=80)))
@@ -325,3 +327,85 @@ def test_concurrent_writers_of_different_records_sharing_nothing_all_succeed(pg_
     assert after["record"] - before["record"] == 8
     produced = sum(len(r.fhir) for r in results)  # type: ignore[attr-defined]
     assert after["outbox"] - before["outbox"] == after["fhir_resource"] - before["fhir_resource"] == produced
+
+
+# --------------------------------------------------------------------------- presumed-new resources (PostgreSQL)
+
+
+def history_versions(engine: sa.Engine, resource_type: str, rid: str) -> list[tuple[int, bool]]:
+    with SqlUnitOfWork(engine, clock, write=False) as uow:
+        return [(v.version_id, v.deleted) for v in uow.resources.history(resource_type, rid)]
+
+
+def test_a_new_records_resource_deleted_before_continues_its_history_after_one_retry(pg_engine) -> None:
+    """A new record's resources are presumed new (no state read); one of them was written and
+    deleted before through the FHIR API, so the presumed version 1 is below its history: the
+    INSERT's guard fails the attempt, and the retry reads the state and writes version 4."""
+    uow = lambda: SqlUnitOfWork(pg_engine)  # noqa: E731
+    seed(uow)
+    payload = f.vitals(id="v-reborn")
+    produced = [(r["resourceType"], r["id"]) for r in preview_fhir("vitals", payload, uow_factory=uow)]
+    rtype, rid = produced[0]
+    with SqlUnitOfWork(pg_engine, clock) as u:
+        u.resources.save(resource(rid, 1, rtype))
+        u.resources.save(resource(rid, 2, rtype))
+        u.resources.delete(rtype, rid)
+        u.commit()
+    assert history_versions(pg_engine, rtype, rid) == [(3, True), (2, False), (1, False)]
+    before = table_counts(pg_engine)
+    results: list = []
+    statements = count_statements(pg_engine, lambda: results.append(put_record(uow(), "vitals", payload)))
+    # presumed: records read + INSERT (refused); retry: records read + state read + INSERT
+    assert statements == 5
+    result = results[0]
+    assert result.status is WriteStatus.CREATED
+    versions = {(r.resource_type, r.id): r.version_id for r in result.fhir}
+    assert versions[(rtype, rid)] == 4
+    assert {v for k, v in versions.items() if k != (rtype, rid)} == {1}
+    assert history_versions(pg_engine, rtype, rid) == [(4, False), (3, True), (2, False), (1, False)]
+    after = table_counts(pg_engine)
+    assert after["record"] == before["record"] + 1
+    assert after["fhir_resource"] - before["fhir_resource"] == len(produced)
+    assert after["outbox"] - before["outbox"] == len(produced)
+
+
+def test_a_new_records_resource_current_from_elsewhere_becomes_its_next_version(pg_engine) -> None:
+    """The same when the id is current without a source (written through the FHIR API): the
+    presumed INSERT meets the primary key, and the retry updates it to version 2 under the
+    record."""
+    uow = lambda: SqlUnitOfWork(pg_engine)  # noqa: E731
+    seed(uow)
+    payload = f.vitals(id="v-adopt")
+    rtype, rid = next((r["resourceType"], r["id"]) for r in preview_fhir("vitals", payload, uow_factory=uow))
+    with SqlUnitOfWork(pg_engine, clock) as u:
+        u.resources.save(resource(rid, 7, rtype))
+        u.commit()
+    result = put_record(uow(), "vitals", payload)
+    assert result.status is WriteStatus.CREATED
+    assert {(r.resource_type, r.id): r.version_id for r in result.fhir}[(rtype, rid)] == 2
+    with SqlUnitOfWork(pg_engine, clock, write=False) as u:
+        assert (rtype, rid) in {(s.resource_type, s.id) for s in u.resources.by_source("vitals", f.CLINIC, "v-adopt")}
+    assert history_versions(pg_engine, rtype, rid) == [(2, False), (1, False)]
+
+
+def test_the_insert_guard_refuses_a_current_version_at_or_below_its_history_only(pg_engine) -> None:
+    with SqlUnitOfWork(pg_engine, clock) as u:
+        u.resources.save(resource("g-1"))
+        u.resources.save(resource("g-1", 2))
+        u.resources.delete("Observation", "g-1")  # history 1, 2 and the deletion as 3
+        u.commit()
+
+    def insert(rid: str, version: int) -> None:
+        row = {"resource_type": "Observation", "id": rid, "version_id": version, "last_updated": NOW,
+               "json": b"{}", "content_hash": "h"}
+        with pg_engine.begin() as connection:
+            repository_module.insert_rows(connection, [(repository_module._RES, [row])])
+
+    for version in (1, 3):
+        with pytest.raises(sa.exc.IntegrityError, match=r"Observation/g-1 already has version [123] in its history"):
+            insert("g-1", version)
+    insert("g-2", 1)  # another id's history is no concern
+    insert("g-1", 4)  # above its history: accepted
+    with pg_engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT id, version_id FROM fhir_resource WHERE id IN ('g-1', 'g-2') ORDER BY id"))
+        assert rows.all() == [("g-1", 4), ("g-2", 1)]

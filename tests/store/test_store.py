@@ -92,6 +92,26 @@ def test_migration_0010_reorders_the_record_patient_index_and_back(database_url:
         engine.dispose()
 
 
+def test_migration_0011_adds_the_version_guard_function_on_postgresql_and_drops_it(database_url: str) -> None:
+    engine = make_engine(database_url)
+
+    def guard_exists() -> bool:
+        with engine.connect() as connection:
+            return bool(connection.execute(sa.text("SELECT count(*) FROM pg_proc WHERE proname = 'fhir_version_conflict'")).scalar())
+
+    try:
+        _migrate(engine, command.upgrade, "0011")
+        if engine.dialect.name != "postgresql":
+            return  # nothing to add: SQLite always reads a batch's state (save_many's presume_new)
+        assert guard_exists()
+        _migrate(engine, command.downgrade, "0010")
+        assert not guard_exists()
+        _migrate(engine, command.upgrade, "0011")
+        assert guard_exists()
+    finally:
+        engine.dispose()
+
+
 def test_migration_0009_moves_status_searches_to_the_column_and_back(database_url: str) -> None:
     """0009 deletes the status tokens an older database holds (the column answers status
     searches); its downgrade writes them again from the column."""
