@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from .canonical import canonical_json, content_hash
 from .fhir_index import date_span, patient_id_of, search_tokens
+from .record_cache import RecordCache
 from .sessions import StoreSession
 from .tables import (
     FhirResourceHistoryRow,
@@ -35,6 +36,8 @@ Clock = Callable[[], dt.datetime]
 Source = tuple[str, str, str]
 RecordKey = tuple[str, str, str]
 """(kind, clinic_id, key) of a domain record."""
+RecordVersion = tuple[str, str, str, int]
+"""(kind, clinic_id, key, version) of a domain record."""
 
 _REC: sa.Table = RecordRow.__table__  # type: ignore[attr-defined]
 _REC_VERSION: sa.Table = RecordVersionRow.__table__  # type: ignore[attr-defined]
@@ -97,16 +100,17 @@ _PG_TYPES: tuple[tuple[type, str], ...] = (
     (sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Boolean, "bool"), (sa.LargeBinary, "bytea"),
     (sa.DateTime, "timestamptz"), (sa.String, "text"),
 )
-_PG_INSERTS: dict[tuple, tuple[str, tuple[tuple[str, ...], ...]]] = {}
+_PG_INSERTS: dict[tuple, tuple[str, tuple[tuple[str, ...], ...]]] = {}  # by (shape, required)
 _PG_INSERT_GUARDS = {
     # A current resource row never repeats or falls behind a version in its history: a history
     # row at or above the inserted version makes the whole statement fail as a unique violation
-    # (migration 0011's function, called only for such a row). Costs a primary-key probe of the
+    # (migration 0011's function, called only for such a row: CASE fixes the order in which
+    # PostgreSQL evaluates the conditions, which it otherwise picks by estimated cost). Costs a primary-key probe of the
     # history per inserted resource; what it buys is FhirResourceRepository.save_many's
     # `presume_new` (no state read for a record's first write).
     "fhir_resource": (
-        "WHERE NOT EXISTS (SELECT FROM fhir_resource_history h WHERE h.resource_type = u.resource_type "
-        "AND h.id = u.id AND h.version_id >= u.version_id AND fhir_version_conflict(h.resource_type, h.id, h.version_id)) "
+        "NOT EXISTS (SELECT FROM fhir_resource_history h WHERE h.resource_type = u.resource_type AND h.id = u.id "
+        "AND CASE WHEN h.version_id >= u.version_id THEN fhir_version_conflict(h.resource_type, h.id, h.version_id) END)"
     ),
 }
 
@@ -119,13 +123,28 @@ def _pg_type(column: sa.Column) -> str:
     raise TypeError(f"no PostgreSQL type for {column}")  # pragma: no cover
 
 
+_PG_REQUIRED = (
+    # the records a write relied on without reading them (`insert_rows`' `required`): any whose
+    # current version differs fails the statement (migration 0012's function). The current
+    # version is a scalar subquery per row - a primary-key probe; the same test as NOT EXISTS
+    # inside CASE was planned as a hashed subplan over the whole record table.
+    "g AS (SELECT FROM json_to_recordset(CAST(%(g)s AS json)) AS r(kind text, clinic_id text, key text, version int4) "
+    "WHERE CASE WHEN (SELECT x.version FROM record x WHERE x.kind = r.kind AND x.clinic_id = r.clinic_id "
+    "AND x.key = r.key) IS DISTINCT FROM r.version THEN record_changed(r.kind, r.clinic_id, r.key) END)"
+)
+
+
 def _pg_insert_statement(
-    shape: tuple[tuple[sa.Table, tuple[str, ...]], ...], quote: Callable[[str], str]
+    shape: tuple[tuple[sa.Table, tuple[str, ...]], ...], quote: Callable[[str], str], required: bool = False
 ) -> tuple[str, tuple[tuple[str, ...], ...]]:
     """One `INSERT ... SELECT FROM json_to_recordset(%(p<i>)s)` per table (rows in the order
     given), chained as data-modifying CTEs: a constant text per shape, so psycopg prepares it
     once, and each table's rows travel as one JSON text (bytea columns as UTF-8 text, turned
-    back into bytes by convert_to). Also returns the bytea column names of each table."""
+    back into bytes by convert_to). With `required`, the first INSERT runs only after the
+    required records' versions are checked (`_PG_REQUIRED`; without INSERTs, the check alone).
+    Also returns the bytea column names of each table."""
+    if not shape:
+        return f"WITH {_PG_REQUIRED} SELECT count(*) FROM g", ()
     parts = []
     binary_columns = []
     for i, (table, names) in enumerate(shape):
@@ -134,39 +153,53 @@ def _pg_insert_statement(
         columns = ", ".join(quote(n) for n in names)
         definitions = ", ".join(f"{quote(n)} {'text' if t == 'bytea' else t}" for n, t in zip(names, types))
         values = ", ".join(f"convert_to({quote(n)}, 'UTF8')" if t == "bytea" else quote(n) for n, t in zip(names, types))
-        guard = _PG_INSERT_GUARDS.get(table.name, "")
+        conditions = [_PG_INSERT_GUARDS[table.name]] if table.name in _PG_INSERT_GUARDS else []
+        if required and i == 0:
+            conditions.append("NOT EXISTS (SELECT FROM g)")
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         parts.append(
             f"INSERT INTO {quote(table.name)} ({columns}) SELECT {values} "
             f"FROM ROWS FROM (json_to_recordset(CAST(%(p{i})s AS json)) AS ({definitions})) WITH ORDINALITY "
-            f"AS u({columns}, ord) {guard}ORDER BY ord"
+            f"AS u({columns}, ord) {where}ORDER BY ord"
         )
-    sql = parts[-1]
-    if len(parts) > 1:
-        sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1])) + " " + sql
+    ctes = ([_PG_REQUIRED] if required else []) + [f"w{i} AS ({part})" for i, part in enumerate(parts[:-1])]
+    sql = f"WITH {', '.join(ctes)} {parts[-1]}" if ctes else parts[-1]
     return sql, tuple(binary_columns)
 
 
-def insert_rows(connection: sa.Connection, batches: Sequence[tuple[sa.Table, Sequence[dict]]]) -> None:
+def insert_rows(
+    connection: sa.Connection, batches: Sequence[tuple[sa.Table, Sequence[dict]]], required: Sequence[RecordVersion] = ()
+) -> None:
     """Insert rows into one or more tables (each batch's rows have the same keys: column names;
-    datetimes timezone-aware, bytes UTF-8 JSON).
+    datetimes timezone-aware, bytes UTF-8 JSON). `required` (PostgreSQL): records whose current
+    version must still be the one given, else nothing is inserted and a serialization failure
+    is raised (RecordRepository.read_for_write).
 
     PostgreSQL: one statement for all of them, each table's rows as one JSON parameter, so a
     batch is one round trip and one executor run however many rows it has (executemany would
     run one INSERT per row, and psycopg's array parameters cost a Python call per value).
     SQLite: one executemany per table (in process, nothing to save)."""
     batches = [(table, rows) for table, rows in batches if rows]
-    if not batches:
+    if not batches and not required:
         return
     if connection.dialect.name != "postgresql":
+        if required:
+            raise ValueError("required record versions are checked on PostgreSQL only")
         for table, rows in batches:
             connection.execute(sa.insert(table), list(rows))
         return
     shape = tuple((table, tuple(rows[0])) for table, rows in batches)
-    cached = _PG_INSERTS.get(shape)
+    cached = _PG_INSERTS.get((shape, bool(required)))
     if cached is None:
-        cached = _PG_INSERTS[shape] = _pg_insert_statement(shape, connection.dialect.identifier_preparer.quote)
+        cached = _PG_INSERTS[(shape, bool(required))] = _pg_insert_statement(
+            shape, connection.dialect.identifier_preparer.quote, bool(required)
+        )
     statement, binary_columns = cached
     params: dict[str, str] = {}
+    if required:
+        params["g"] = orjson.dumps(
+            [{"kind": k, "clinic_id": c, "key": key, "version": v} for k, c, key, v in required]
+        ).decode()
     for i, (_, rows) in enumerate(batches):
         if binary_columns[i]:
             rows = [_text_bytes(row, binary_columns[i]) for row in rows]
@@ -256,10 +289,12 @@ class RecordRepository:
     With `pending` (a unit of work's write-behind, service/store/write_behind.py), its INSERTs
     are queued there instead of sent."""
 
-    def __init__(self, session: StoreSession, clock: Clock, pending: Any = None) -> None:
+    def __init__(self, session: StoreSession, clock: Clock, pending: Any = None, cache: RecordCache | None = None) -> None:
         self._session = session
         self._clock = clock
         self._pending = pending
+        self._cache = cache
+        self._written: list[StoredRecord] = []
         self._cached_connection: sa.Connection | None = None
 
     def _connection(self) -> sa.Connection:
@@ -267,7 +302,34 @@ class RecordRepository:
 
     def get(self, kind: str, clinic_id: str, key: str) -> StoredRecord | None:
         row = self._connection().execute(_SELECT_RECORD, {"kind": kind, "clinic_id": clinic_id, "key": key}).first()
-        return _record(row) if row is not None else None
+        found = _record(row) if row is not None else None
+        if found is not None and self._cache is not None:
+            self._cache.put([found])
+        return found
+
+    def read_for_write(self, references: Sequence[RecordKey], own: RecordKey) -> tuple[dict[RecordKey, StoredRecord], bool]:
+        """The records a write of `own` needs (its references and itself), as `get_many`, and
+        whether they were presumed rather than read: on PostgreSQL, with a cache, when the
+        cache holds every reference and does not know `own` (service/store/record_cache.py),
+        the references come from the cache, `own` is presumed new (absent from the result),
+        and the unit of work's INSERT will fail unless the references' versions are still
+        current (`insert_rows`' `required`) and `own` is still absent (its primary key)."""
+        cache = self._cache
+        if cache is not None and self._pending is not None and not cache.knows(own):
+            cached = cache.all_of(references)
+            if cached is not None and self._connection().dialect.name == "postgresql":
+                self._pending.require([(r.kind, r.clinic_id, r.key, r.version) for r in cached.values()])
+                return cached, True
+        return self.get_many([*references, own]), False
+
+    def committed(self) -> None:
+        """The unit of work committed: the versions it wrote join the cache."""
+        if self._cache is not None and self._written:
+            self._cache.put(self._written)
+        self._written = []
+
+    def discard_written(self) -> None:
+        self._written = []
 
     def get_many(self, keys: Iterable[RecordKey]) -> dict[RecordKey, StoredRecord]:
         """The records that exist among `keys` ((kind, clinic_id, key) each), in one query."""
@@ -289,6 +351,8 @@ class RecordRepository:
         for row in rows:
             stored = _record(row)
             found[(stored.kind, stored.clinic_id, stored.key)] = stored
+        if self._cache is not None:
+            self._cache.put(found.values())
         return found
 
     def exists(self, kind: str, clinic_id: str, key: str) -> bool:
@@ -323,7 +387,9 @@ class RecordRepository:
                  "patient_key": patient_key, "content_hash": digest, "updated_at": now},
             )
             _insert(self, connection, [(_REC_VERSION, [{**version_row, "version": version}])])
-        return StoredRecord(kind, clinic_id, key, patient_key, orjson.loads(text), version, digest, created_at, now)
+        stored = StoredRecord(kind, clinic_id, key, patient_key, orjson.loads(text), version, digest, created_at, now)
+        self._written.append(stored)
+        return stored
 
     def list(
         self,

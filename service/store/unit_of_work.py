@@ -29,6 +29,7 @@ from .coverage_repository import CoverageRepository
 from .fhir_search import FhirSearchRepository
 from .outbox import Outbox
 from .repository import FhirResourceRepository, IdempotencyRepository, RecordRepository
+from .record_cache import record_cache
 from .statistics import statistics_watch
 from .write_behind import PendingInserts, attach, detach
 
@@ -86,7 +87,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.now = moment.astimezone(dt.timezone.utc).replace(microsecond=moment.microsecond // 1000 * 1000)
         self._pending = PendingInserts()
         self._session = UnitSession(self._engine, self._pending, write=self._write)
-        self.records = RecordRepository(self._session, self._transaction_now, self._pending)
+        self.records = RecordRepository(self._session, self._transaction_now, self._pending, record_cache(self._engine))
         self.resources = FhirResourceRepository(self._session, self._transaction_now, self._pending)
         self.outbox = Outbox(self._session, self._transaction_now, batched=True, write_behind=self._pending)
         self.idempotency = IdempotencyRepository(self._session, self._transaction_now)
@@ -100,6 +101,7 @@ class SqlUnitOfWork(UnitOfWork):
             return
         self.outbox.discard()
         self._pending.discard()
+        self.records.discard_written()
         session.close()  # rolls back anything uncommitted; the connection goes back to the pool
         if isinstance(exc, IntegrityError) or _is_lock_conflict(exc):
             raise ConcurrentWriteError("a concurrent transaction wrote the same data") from exc
@@ -110,14 +112,18 @@ class SqlUnitOfWork(UnitOfWork):
         try:
             self.outbox.flush()  # the transaction's outbox rows join the write-behind
             self._session.commit()
-        except IntegrityError as error:
-            raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
+        except (IntegrityError, OperationalError) as error:
+            if isinstance(error, IntegrityError) or _is_lock_conflict(error):
+                raise ConcurrentWriteError("a concurrent transaction wrote the same data") from error
+            raise
+        self.records.committed()  # the versions it wrote are current now: into the record cache
         statistics_watch(self._engine).after_commit()  # a young database's first statistics
 
     def rollback(self) -> None:
         if self._session is not None:
             self.outbox.discard()
             self._pending.discard()
+            self.records.discard_written()
             self._session.rollback()
 
 

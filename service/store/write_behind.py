@@ -35,27 +35,35 @@ WATCH_KEY = "service.pending_inserts"
 
 
 class PendingInserts:
-    """Rows to insert, in the order they were added (per table)."""
+    """Rows to insert, in the order they were added (per table), and the record versions the
+    unit of work relied on without reading them (checked by the same statement)."""
 
     def __init__(self) -> None:
         self._batches: list[tuple[sa.Table, list[dict]]] = []
+        self._required: list[repository.RecordVersion] = []
 
     def __bool__(self) -> bool:
-        return bool(self._batches)
+        return bool(self._batches or self._required)
 
     def add(self, batches: Sequence[tuple[sa.Table, Sequence[dict]]]) -> None:
         """Queue rows (each batch's rows have the same keys, as for `insert_rows`)."""
         self._batches.extend((table, list(rows)) for table, rows in batches if rows)
 
+    def require(self, versions: Sequence[repository.RecordVersion]) -> None:
+        """The statement that sends the queue fails unless these are the current versions."""
+        self._required.extend(versions)
+
     def flush(self, connection: sa.Connection) -> None:
         """Insert everything queued, in one statement on PostgreSQL."""
-        if not self._batches:
+        if not self:
             return
-        batches, self._batches = self._batches, []  # emptied first: the insert runs the listener too
-        repository.insert_rows(connection, _merged(batches))
+        # emptied first: the insert runs the listener too
+        batches, required, self._batches, self._required = self._batches, self._required, [], []
+        repository.insert_rows(connection, _merged(batches), required)
 
     def discard(self) -> None:
         self._batches = []
+        self._required = []
 
 
 def _merged(batches: list[tuple[sa.Table, list[dict]]]) -> list[tuple[sa.Table, list[dict]]]:

@@ -294,9 +294,11 @@ def _put_once(
     *,
     presume: bool = False,
 ) -> PutResult:
-    """One attempt at put_record's write. `presume`: a record not stored yet has no resources
-    either, so its resources' state is not read (FhirResourceRepository.save_many's
-    `presume_new`; a wrong presumption fails the commit as a concurrent write would)."""
+    """One attempt at put_record's write. `presume`: the referenced records may come from the
+    record cache, with the record itself presumed new (RecordRepository.read_for_write), and a
+    record not stored yet has no resources either, so its resources' state is not read
+    (FhirResourceRepository.save_many's `presume_new`). A wrong presumption fails the commit
+    as a concurrent write would, and put_record retries without presuming."""
     kind = spec.name
     with uow:
         if idempotency_key is not None:
@@ -309,7 +311,10 @@ def _put_once(
                     )
                 return PutResult.from_document(orjson.loads(earlier.body), replayed=True)
         own = (kind, record.clinic_id, record.id)
-        found = uow.records.get_many([*reference_keys(kind, record), own])  # one query for all of them
+        if presume:  # the references from the record cache when it holds them all (checked at commit)
+            found, _ = uow.records.read_for_write(reference_keys(kind, record), own)
+        else:
+            found = uow.records.get_many([*reference_keys(kind, record), own])  # one query for all of them
         check_references(uow, kind, record, found)
         _check_codes(kind, record)
         existing = found.get(own)
