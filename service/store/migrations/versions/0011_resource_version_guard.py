@@ -14,7 +14,7 @@ Create Date: 2026-11-30
 
 from __future__ import annotations
 
-from alembic import op
+from service.store.migrations.guards import create_raising_function, drop_function
 
 revision = "0011"
 down_revision = "0010"
@@ -23,23 +23,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute(
-        """
-        CREATE FUNCTION fhir_version_conflict(resource_type text, id text, version_id integer)
-        RETURNS boolean LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION 'resource %/% already has version % in its history: a current version must be above it',
-                resource_type, id, version_id
-                USING ERRCODE = 'unique_violation';
-        END
-        $$
-        """
+    create_raising_function(
+        "fhir_version_conflict", "resource_type text, id text, version_id integer",
+        "resource %/% already has version % in its history: a current version must be above it",
+        "resource_type, id, version_id", "unique_violation",
     )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute("DROP FUNCTION fhir_version_conflict(text, text, integer)")
+    drop_function("fhir_version_conflict", "text, text, integer")

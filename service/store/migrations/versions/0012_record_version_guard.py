@@ -12,7 +12,7 @@ Create Date: 2026-11-30
 
 from __future__ import annotations
 
-from alembic import op
+from service.store.migrations.guards import create_raising_function, drop_function
 
 revision = "0012"
 down_revision = "0011"
@@ -21,22 +21,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute(
-        """
-        CREATE FUNCTION record_changed(kind text, clinic_id text, key text)
-        RETURNS boolean LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION 'record %/%/% changed since it was read', kind, clinic_id, key
-                USING ERRCODE = 'serialization_failure';
-        END
-        $$
-        """
+    create_raising_function(
+        "record_changed", "kind text, clinic_id text, key text",
+        "record %/%/% changed since it was read",
+        "kind, clinic_id, key", "serialization_failure",
     )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute("DROP FUNCTION record_changed(text, text, text)")
+    drop_function("record_changed", "text, text, text")
