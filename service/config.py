@@ -59,12 +59,13 @@ class Settings(BaseSettings):
     even look for a provider. Its log records stay off either way: they carry exception
     messages, which can hold patient data (service/api/app.py, `telemetry_config`)."""
 
-    write_concurrency: int = Field(default_factory=lambda: usable_cores() + 1, ge=1, le=256)
+    write_concurrency: int = Field(default_factory=lambda: usable_cores(), ge=1, le=256)
     """Domain record writes (PUT/POST /api/v1/<kind>) running at once per worker process
-    (default: cores + 1); more wait their turn (service/api/offload.py, `write_pool`). A write is
-    a short CPU-bound transaction, and more of them in flight than the cores can run only add
-    context switches and lock waits inside PostgreSQL (docs/decisions/0011, item 20). Raise it
-    when PostgreSQL runs on another machine, where each write also waits on the network."""
+    (default: one per core); more wait their turn (service/api/offload.py, `write_pool`). A
+    write is a short CPU-bound transaction - one statement when its references are cached - and
+    more of them in flight than the cores can run only add context switches, GIL hand-overs and
+    lock waits inside PostgreSQL (docs/decisions/0011, items 20 and 25). Raise it when
+    PostgreSQL runs on another machine, where each write also waits on the network."""
 
     rate_limit_per_minute: int = Field(default=600, ge=0)
     """Requests a minute per client (token subject, else client address); 0 switches it off.

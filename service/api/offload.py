@@ -6,9 +6,10 @@ run-variables per call); profiling the session write (docs/decisions/0011) put t
 about 6 % of the server's CPU. `in_thread` hands the call to a plain thread pool of the same
 size (anyio's default: 40 threads) with the caller's context variables, as anyio does.
 
-Record writes get a pool of their own, `Settings.write_concurrency` threads (cores + 1 by
+Record writes get a pool of their own, `Settings.write_concurrency` threads (one per core by
 default): on the API benchmark, 3 writes in flight instead of 8 took PostgreSQL's CPU per
-write down and the rate up by ~5-8 % (docs/decisions/0011, item 20), and a burst of writes
+write down and the rate up by ~5-8 %, and 2 instead of 3 another ~6 % once a write was one
+statement (docs/decisions/0011, items 20 and 25), and a burst of writes
 then queues here instead of holding the shared pool's threads that reads and signature
 checks need.
 

@@ -26,9 +26,9 @@ def test_one_pool_per_size_with_that_many_threads() -> None:
     assert write_pool(2).submit(lambda: threading.current_thread().name).result(5).startswith("api-write")
 
 
-def test_the_default_is_one_more_than_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_is_one_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("service.config.usable_cores", lambda: 6)
-    assert Settings(database_url="sqlite:///x.sqlite3").write_concurrency == 7
+    assert Settings(database_url="sqlite:///x.sqlite3").write_concurrency == 6
     monkeypatch.setenv("WRITE_CONCURRENCY", "12")
     assert Settings(database_url="sqlite:///x.sqlite3").write_concurrency == 12
     monkeypatch.setenv("WRITE_CONCURRENCY", "0")
