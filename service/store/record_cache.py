@@ -14,7 +14,8 @@ unit of work reports ConcurrentWriteError and put_record's retry reads (decision
 
 Entries are committed versions only: reads put what they found, and a unit of work puts the
 records it wrote once its commit succeeded. One cache per engine, bounded (least recently used
-out first), safe across the write pool's threads.
+out first), safe across the write pool's threads. Entries are shared between requests, so a
+StoredRecord and its data are read-only (no use case changes one; they build new records).
 """
 
 from __future__ import annotations

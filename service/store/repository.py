@@ -104,10 +104,10 @@ _PG_INSERTS: dict[tuple, tuple[str, tuple[tuple[str, ...], ...]]] = {}  # by (sh
 _PG_INSERT_GUARDS = {
     # A current resource row never repeats or falls behind a version in its history: a history
     # row at or above the inserted version makes the whole statement fail as a unique violation
-    # (migration 0011's function, called only for such a row: CASE fixes the order in which
-    # PostgreSQL evaluates the conditions, which it otherwise picks by estimated cost). Costs a primary-key probe of the
-    # history per inserted resource; what it buys is FhirResourceRepository.save_many's
-    # `presume_new` (no state read for a record's first write).
+    # (migration 0011's function, called only for such a row - CASE fixes the order in which
+    # PostgreSQL evaluates the conditions, which it otherwise picks by estimated cost). Costs a
+    # primary-key probe of the history per inserted resource; what it buys is
+    # FhirResourceRepository.save_many's `presume_new` (no state read for a record's first write).
     "fhir_resource": (
         "NOT EXISTS (SELECT FROM fhir_resource_history h WHERE h.resource_type = u.resource_type AND h.id = u.id "
         "AND CASE WHEN h.version_id >= u.version_id THEN fhir_version_conflict(h.resource_type, h.id, h.version_id) END)"

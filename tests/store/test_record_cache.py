@@ -18,6 +18,7 @@ from service.store.db import make_engine
 from service.store.migrations import upgrade_to_head
 from service.store.record_cache import RecordCache, record_cache
 from service.store.repository import StoredRecord
+from service.store.unit_of_work import ConcurrentWriteError
 from service.usecases import MissingReference, WriteStatus, put_record
 from tests import factories as f
 from tests.store.support import table_contents
@@ -178,3 +179,22 @@ def test_migration_0012_adds_the_record_guard_function_and_drops_it(pg_engine) -
 def _resources(engine: sa.Engine, kind: str, key: str) -> list[dict]:
     with SqlUnitOfWork(engine, write=False) as uow:
         return [orjson.loads(r.json) for r in uow.resources.by_source(kind, f.CLINIC, key) if r.json]
+
+
+def test_required_versions_are_checked_before_any_other_statement_even_without_rows_to_insert(pg_engine) -> None:
+    """A write that relied on cached records and then reads (a kind whose resources' state must
+    be read) sends the version check first, on its own if nothing is queued to insert yet."""
+    uow = lambda: SqlUnitOfWork(pg_engine)  # noqa: E731
+    seed(uow)
+    clinic = ("clinics", f.CLINIC, f.CLINIC)
+    with SqlUnitOfWork(pg_engine) as unit:
+        found, presumed = unit.records.read_for_write([clinic], ("vitals", f.CLINIC, "v-check"))
+        assert presumed
+        assert unit.records.get_many([("patients", f.CLINIC, f.PATIENT)])  # the check went out first, and passed
+    put_record(uow(), "clinics", f.clinic(name="Renamed"))  # version 2; this cache knows it
+    stale = found[clinic]
+    with pytest.raises(ConcurrentWriteError) as raised:  # what put_record retries on
+        with SqlUnitOfWork(pg_engine) as unit:
+            unit._pending.require([(stale.kind, stale.clinic_id, stale.key, stale.version)])
+            unit.records.get_many([("patients", f.CLINIC, f.PATIENT)])
+    assert "record clinics/clinic-1/clinic-1 changed since it was read" in str(raised.value.__cause__)
