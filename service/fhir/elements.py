@@ -85,26 +85,32 @@ def period(start: dt.datetime | dt.date | None, end: dt.datetime | dt.date | Non
 
 
 def prune(value: Any) -> Any:
-    """Drop None, empty strings, lists and dicts recursively (FHIR forbids empty elements)."""
-    if isinstance(value, dict):
+    """Drop None, empty strings, lists and dicts recursively (FHIR forbids empty elements).
+
+    The builders emit plain dicts, lists and strs, so exact type tests do here what isinstance
+    would, at about two thirds of the cost (a session's mapping spent a third of its time here)."""
+    kind = type(value)
+    if kind is dict:
         out = {}
         for key, item in value.items():
-            if isinstance(item, (dict, list)):
+            kind = type(item)
+            if kind is dict or kind is list:
                 item = prune(item)
                 if not item:
                     continue
-            elif item is None or item == "":
+            elif item is None or (kind is str and not item):
                 continue
             out[key] = item
         return out
-    if isinstance(value, list):
+    if kind is list:
         out_list = []
         for item in value:
-            if isinstance(item, (dict, list)):
+            kind = type(item)
+            if kind is dict or kind is list:
                 item = prune(item)
                 if not item:
                     continue
-            elif item is None or item == "":
+            elif item is None or (kind is str and not item):
                 continue
             out_list.append(item)
         return out_list
