@@ -2,11 +2,14 @@
 table row leaves this package.
 
 Every statement here is SQLAlchemy Core on the unit of work's connection (no ORM objects, no
-autoflush): the write path of a record is a handful of statements however many resources it
-produces (docs/decisions/0001-store.md). `FhirResourceRepository.save_many` reads the current
-rows of every resource of a batch in one SELECT (plus, in the same query, the newest history
-version of each and the rows produced by the batch's source), then writes history, current
-rows and search tokens with one executemany each.
+autoflush): the write path of a record is a few statements however many resources it produces
+(docs/decisions/0001-store.md). `FhirResourceRepository.save_many` reads the current rows of
+every resource of a batch in one SELECT (plus, in the same query, the newest history version
+of each and the rows produced by the batch's source) - or nothing, for a record's first write
+(`presume_new`) - and queues history, current rows and search tokens for the unit of work's
+write-behind, which sends every INSERT of the transaction as one statement on PostgreSQL
+(`insert_rows`; write_behind.py). On PostgreSQL, a record's first write whose references are
+in the record cache is that one statement and nothing else (`RecordRepository.read_for_write`).
 """
 
 from __future__ import annotations
