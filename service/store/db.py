@@ -9,9 +9,12 @@ up front so two writers wait for each other instead of failing on lock upgrade.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -64,6 +67,15 @@ def _sqlite_engine(database_url: str, *, echo: bool) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN")
 
     return engine
+
+
+def engine_scoped(engine: Engine, name: str, make: Callable[[], T]) -> T:
+    """The object kept on `engine` under `name`, made by `make` the first time (per-engine state:
+    the record cache, the statistics watch, the autocommit variant of the engine)."""
+    kept = engine.__dict__.get(name)
+    if kept is None:
+        kept = engine.__dict__[name] = make()
+    return kept
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import sqlalchemy as sa
 
+from .db import engine_scoped
+
 if TYPE_CHECKING:
     from .repository import RecordKey, StoredRecord
 
@@ -72,7 +74,4 @@ class RecordCache:
 
 def record_cache(engine: sa.Engine) -> RecordCache:
     """The engine's cache (made once, kept on the engine)."""
-    cache = engine.__dict__.get("_service_record_cache")
-    if cache is None:
-        cache = engine.__dict__["_service_record_cache"] = RecordCache()
-    return cache
+    return engine_scoped(engine, "_service_record_cache", RecordCache)

@@ -33,6 +33,8 @@ import threading
 
 import sqlalchemy as sa
 
+from .db import engine_scoped
+
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 500
@@ -93,7 +95,4 @@ class StatisticsWatch:
 
 def statistics_watch(engine: sa.Engine) -> StatisticsWatch:
     """The engine's watch (made once, kept on the engine)."""
-    watch = engine.__dict__.get("_service_statistics")
-    if watch is None:
-        watch = engine.__dict__["_service_statistics"] = StatisticsWatch(engine)
-    return watch
+    return engine_scoped(engine, "_service_statistics", lambda: StatisticsWatch(engine))

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from .coverage_repository import CoverageRepository
+from .db import engine_scoped
 from .fhir_search import FhirSearchRepository
 from .outbox import Outbox
 from .repository import FhirResourceRepository, IdempotencyRepository, RecordRepository
@@ -223,10 +224,7 @@ def _bind_for(engine: Engine) -> Engine:
     service/store/write_behind.py)."""
     if engine.dialect.name != "postgresql":
         return engine
-    bind = engine.__dict__.get("_service_autocommit")
-    if bind is None:
-        bind = engine.__dict__["_service_autocommit"] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return bind
+    return engine_scoped(engine, "_service_autocommit", lambda: engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def _is_lock_conflict(exc: BaseException | None) -> bool:
